@@ -1,0 +1,183 @@
+"""Operator commands: run the server, manage the database, inspect plugins and hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import asdict
+
+import click
+import pluggy
+from aiohttp import web
+from rich.console import Console
+from rich.table import Table
+
+from digi_core import __version__, db
+from digi_core.cli import cli
+from digi_core.config import Settings, load_settings
+from digi_core.errors import NotConfigured
+from digi_core.logs import setup_logging
+from digi_core.plugins import Registry
+from digi_core.providers import ComputeProvider
+
+console = Console(highlight=False)
+log = logging.getLogger("digi")
+
+SHUTDOWN_TIMEOUT_SECONDS = 10.0
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default DIGI_HOST or 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default DIGI_PORT or 4000).")
+@click.pass_obj
+def server(manager: pluggy.PluginManager, host: str | None, port: int | None) -> None:
+    """Run the API server (GraphQL at /graphql, health at /healthz).
+
+    On the embedded default (SQLite) it applies pending migrations first; with PostgreSQL run
+    `digi db upgrade` before starting it. Stops gracefully on SIGTERM or Ctrl-C.
+
+    \b
+    Example:
+      digi server --host 0.0.0.0 --port 4000
+    """
+    from digi_core.server.app import init_app
+
+    settings = load_settings()
+    setup_logging(settings)
+    asyncio.run(_prepare_database(settings))
+    app = init_app(settings, manager)
+    host = host or settings.host
+    port = port or settings.port
+    log.info("Digi %s listening on http://%s:%s (GraphQL at /graphql)", __version__, host, port)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        access_log=logging.getLogger("digi.access"),
+    )
+
+
+async def _prepare_database(settings: Settings) -> None:
+    if settings.embedded:
+        await db.upgrade(settings, progress=_report_migration)
+        return
+    pending = await db.pending_migrations(settings)
+    if pending:
+        raise NotConfigured(
+            f"the database lacks {len(pending)} migration(s) ({', '.join(pending)}); "
+            "run `digi db upgrade` first."
+        )
+
+
+def _report_migration(event: str, app_label: str, name: str) -> None:
+    if event == "apply_done":
+        log.info("applied migration %s.%s", app_label, name)
+
+
+@cli.command()
+def version() -> None:
+    """Print Digi's version.
+
+    \b
+    Example:
+      digi version
+    """
+    click.echo(f"digi {__version__}")
+
+
+@cli.group("db")
+def database() -> None:
+    """Manage Digi's database schema."""
+
+
+@database.command()
+def upgrade() -> None:
+    """Apply every pending migration (safe to run again).
+
+    \b
+    Example:
+      DATABASE_URL=postgres://digi@db/digi digi db upgrade
+    """
+    settings = load_settings()
+
+    def report(event: str, app_label: str, name: str) -> None:
+        if event == "apply_done":
+            console.print(f"applied {app_label}.{name}")
+
+    asyncio.run(db.upgrade(settings, progress=report))
+    console.print("database is up to date")
+
+
+@database.command()
+def status() -> None:
+    """List the migrations not applied yet; exit 1 when there are some.
+
+    \b
+    Example:
+      digi db status
+    """
+    pending = asyncio.run(db.pending_migrations(load_settings()))
+    for name in pending:
+        console.print(f"pending {name}")
+    if pending:
+        raise SystemExit(1)
+    console.print("database is up to date")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def plugins(manager: pluggy.PluginManager, as_json: bool) -> None:
+    """List the loaded plugins, their versions and what they register.
+
+    \b
+    Example:
+      digi plugins --json
+    """
+    infos = Registry(manager).plugins()
+    if as_json:
+        click.echo(json.dumps([asdict(info) for info in infos], indent=2))
+        return
+    table = Table("plugin", "version", "registers", "hooks")
+    for info in infos:
+        registers = "; ".join(
+            f"{kind}: {', '.join(names)}" for kind, names in info.providers.items()
+        )
+        table.add_row(info.name, info.version or "-", registers or "-", ", ".join(info.hooks))
+    console.print(table)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def hosts(manager: pluggy.PluginManager, as_json: bool) -> None:
+    """List the hosts of the compute provider in use (DIGI_COMPUTE).
+
+    \b
+    Example:
+      DIGI_COMPUTE=local digi hosts
+    """
+    settings = load_settings()
+    provider = Registry(manager).get(ComputeProvider, settings.compute)
+    statuses = asyncio.run(_hosts(provider, settings))
+    if as_json:
+        click.echo(json.dumps([asdict(status) for status in statuses], indent=2))
+        return
+    table = Table("id", "provider", "name", "status", "cpus", "memory")
+    for status in statuses:
+        memory = f"{status.memory_total_bytes / 2**30:.1f} GiB" if status.memory_total_bytes else "-"
+        table.add_row(
+            status.id, status.provider, status.name, status.status, str(status.cpus or "-"), memory
+        )
+    console.print(table)
+
+
+async def _hosts(provider: ComputeProvider, settings: Settings) -> list:  # type: ignore[type-arg]
+    await provider.start(settings)
+    try:
+        return await provider.hosts()
+    finally:
+        await provider.close()

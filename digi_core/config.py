@@ -1,0 +1,228 @@
+"""Digi's settings: read once from the environment and an optional ``.env`` (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from digi_core.errors import ConfigError
+
+MIN_SECRET_LENGTH = 32
+SECRET_FILE_NAME = "secret"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    HUMAN = "human"
+    JSON = "json"
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("digi"))
+
+
+class Settings(BaseSettings):
+    """Every setting Digi reads. Field aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=True,
+    )
+
+    # Where and how Digi runs
+    environment: Environment = Field(Environment.DEVELOPMENT, alias="DIGI_ENV")
+    data_dir: Path = Field(default_factory=_default_data_dir, alias="DIGI_DATA_DIR")
+    database_url: str = Field("", alias="DATABASE_URL")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DIGI_SECRET", "BETTER_AUTH_SECRET")
+    )
+    host: str = Field("127.0.0.1", alias="DIGI_HOST")
+    port: int = Field(4000, alias="DIGI_PORT", ge=1, le=65535)
+    log_format: LogFormat = Field(LogFormat.HUMAN, alias="DIGI_LOG_FORMAT")
+    log_level: str = Field("INFO", alias="DIGI_LOG_LEVEL")
+    load_plugins: str | None = Field(None, alias="DIGI_LOAD_PLUGINS")
+
+    # Which providers the core uses, by the name their plugin registered
+    compute: str = Field("local", alias="DIGI_COMPUTE")
+    router: str = Field("caddy", alias="DIGI_ROUTER")
+    dns: str | None = Field(None, alias="DIGI_DNS")
+
+    # Domains and routing
+    platform_domain: str = Field("localhost", alias="PLATFORM_DOMAIN")
+    master_caddy_url: str | None = Field(None, alias="MASTER_CADDY_URL")
+
+    # Proxmox VE: the first compute node, added at start-up when set
+    proxmox_url: str | None = Field(None, alias="PROXMOX_URL")
+    proxmox_token_id: str | None = Field(None, alias="PROXMOX_TOKEN_ID")
+    proxmox_token_secret: SecretStr | None = Field(None, alias="PROXMOX_TOKEN_SECRET")
+    proxmox_node: str | None = Field(None, alias="PROXMOX_NODE")
+    proxmox_template_id: int | None = Field(None, alias="PROXMOX_TEMPLATE_ID")
+    proxmox_storage: str = Field("local-lvm", alias="PROXMOX_STORAGE")
+    proxmox_bridge: str = Field("vmbr0", alias="PROXMOX_BRIDGE")
+    proxmox_verify_ssl: str = Field("true", alias="PROXMOX_VERIFY_SSL")
+
+    # Cloudflare DNS
+    cloudflare_api_token: SecretStr | None = Field(None, alias="CLOUDFLARE_API_TOKEN")
+    cloudflare_zone_id: str | None = Field(None, alias="CLOUDFLARE_ZONE_ID")
+    cloudflare_base_url: str | None = Field(None, alias="CLOUDFLARE_BASE_URL")
+
+    # Stripe billing: off unless STRIPE_SECRET_KEY is set
+    stripe_secret_key: SecretStr | None = Field(None, alias="STRIPE_SECRET_KEY")
+    stripe_webhook_secret: SecretStr | None = Field(None, alias="STRIPE_WEBHOOK_SECRET")
+    stripe_pro_price_id: str | None = Field(None, alias="STRIPE_PRO_PRICE_ID")
+    stripe_storage_price_id: str | None = Field(None, alias="STRIPE_STORAGE_PRICE_ID")
+    stripe_api_base: str | None = Field(None, alias="STRIPE_API_BASE")
+
+    # GitHub: OAuth app for sign-in, token for private repositories
+    github_client_id: str | None = Field(None, alias="GITHUB_CLIENT_ID")
+    github_client_secret: SecretStr | None = Field(None, alias="GITHUB_CLIENT_SECRET")
+    github_token: SecretStr | None = Field(None, alias="GITHUB_TOKEN")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"sqlite", "postgres", "postgresql"}:
+            raise ValueError("must start with sqlite:// or postgres:// (postgresql:// works too)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
+
+    @field_validator("platform_domain")
+    @classmethod
+    def _plain_domain(cls, value: str) -> str:
+        from digi_core.names import validate_domain
+
+        return validate_domain(value)
+
+    @property
+    def embedded(self) -> bool:
+        """True on the embedded default: a SQLite database on this machine."""
+        return self.database_url.startswith("sqlite:")
+
+    @property
+    def production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+    @property
+    def billing_enabled(self) -> bool:
+        return self.stripe_secret_key is not None
+
+    @property
+    def secret_value(self) -> str:
+        """The platform secret; :func:`load_settings` guarantees it is set."""
+        assert self.secret is not None, "load_settings() resolves the secret"
+        return self.secret.get_secret_value()
+
+    @property
+    def plugins_to_load(self) -> list[str] | None:
+        return _plugin_list(self.load_plugins)
+
+
+class PluginSelection(BaseSettings):
+    """Only ``DIGI_LOAD_PLUGINS``: the CLI needs it before the other settings are checked."""
+
+    model_config = Settings.model_config
+    load_plugins: str | None = Field(None, alias="DIGI_LOAD_PLUGINS")
+
+    @property
+    def plugins_to_load(self) -> list[str] | None:
+        return _plugin_list(self.load_plugins)
+
+
+def _plugin_list(value: str | None) -> list[str] | None:
+    """``None`` means every installed plugin; otherwise the names listed, comma-separated."""
+    if not value:
+        return None
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and check the settings; raise :class:`ConfigError` with one line per problem.
+
+    Fills the embedded defaults: a SQLite file in the data directory, and a platform secret
+    generated once and kept in that directory (mode 0600).
+    """
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError([_describe(problem) for problem in error.errors()]) from None
+
+    problems: list[str] = []
+    if not settings.database_url:
+        settings.database_url = f"sqlite://{settings.data_dir / 'digi.sqlite3'}"
+    if settings.embedded or settings.secret is None:
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            problems.append(f"DIGI_DATA_DIR: cannot create {settings.data_dir}: {error.strerror}")
+    if settings.secret is None:
+        if settings.embedded and not problems:
+            settings.secret = SecretStr(_stored_secret(settings.data_dir))
+        elif not settings.embedded:
+            problems.append(
+                "DIGI_SECRET: required with a PostgreSQL DATABASE_URL; set it to a random "
+                f"string of at least {MIN_SECRET_LENGTH} characters (openssl rand -hex 32)"
+            )
+    elif len(settings.secret.get_secret_value()) < MIN_SECRET_LENGTH:
+        problems.append(
+            f"DIGI_SECRET: must be at least {MIN_SECRET_LENGTH} characters long "
+            "(openssl rand -hex 32 makes one)"
+        )
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _stored_secret(data_dir: Path) -> str:
+    """The embedded default's secret: generated on first use, then read back."""
+    path = data_dir / SECRET_FILE_NAME
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(48)
+    # O_EXCL: two processes starting at once must not write two different secrets.
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(value + "\n")
+    return value
+
+
+def _describe(problem: Any) -> str:
+    location = problem.get("loc") or ("settings",)
+    name = str(location[0])
+    message = str(problem.get("msg", "is invalid")).removeprefix("Value error, ")
+    given = problem.get("input")
+    shown = "" if given is None or "SECRET" in name or "TOKEN" in name else f" (got {given!r})"
+    return f"{name}: {message}{shown}"

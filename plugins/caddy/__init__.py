@@ -1,0 +1,14 @@
+"""Routing through Caddy's JSON admin API: a master tier and one Caddy per host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from digi_core import hookimpl
+from digi_core.providers import Router
+from digi_caddy.router import CaddyRouter
+
+
+@hookimpl
+def register_routers(register: Callable[[Router], None]) -> None:
+    register(CaddyRouter())

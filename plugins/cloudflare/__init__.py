@@ -1,0 +1,14 @@
+"""DNS records for platform and custom domains in a Cloudflare zone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from digi_core import hookimpl
+from digi_core.providers import DnsProvider
+from digi_cloudflare.dns import CloudflareDns
+
+
+@hookimpl
+def register_dns(register: Callable[[DnsProvider], None]) -> None:
+    register(CloudflareDns())

@@ -1,0 +1,65 @@
+"""The local compute provider: one host, this machine's Docker engine (DOCKER_HOST or socket)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import aiodocker
+
+from digi_core.errors import NotBuiltYet
+from digi_core.providers import ComputeProvider, Host, HostStatus, LogSink, StatsPoint
+
+if TYPE_CHECKING:
+    from digi_core.config import Settings
+    from digi_core.models import Service
+
+log = logging.getLogger(__name__)
+
+LOCAL_HOST_ID = "local"
+
+
+class LocalCompute(ComputeProvider):
+    name = "local"
+
+    def __init__(self) -> None:
+        self._docker: aiodocker.Docker | None = None
+
+    async def start(self, settings: Settings) -> None:
+        if self._docker is None:
+            self._docker = aiodocker.Docker()
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+
+    async def host_for_service(self, service: Service, log: LogSink) -> Host:
+        raise NotBuiltYet(self.name, "host_for_service")
+
+    async def release_service(self, service: Service) -> None:
+        raise NotBuiltYet(self.name, "release_service")
+
+    async def hosts(self) -> list[HostStatus]:
+        if self._docker is None:
+            raise RuntimeError("LocalCompute.start() was not called")
+        try:
+            info = await self._docker.system.info()
+        except (aiodocker.DockerError, OSError) as error:
+            log.warning("the local Docker engine does not answer: %s", error)
+            return [
+                HostStatus(id=LOCAL_HOST_ID, provider=self.name, name="local", status="unreachable")
+            ]
+        return [
+            HostStatus(
+                id=LOCAL_HOST_ID,
+                provider=self.name,
+                name=str(info.get("Name", "local")),
+                status="ready",
+                cpus=info.get("NCPU"),
+                memory_total_bytes=info.get("MemTotal"),
+            )
+        ]
+
+    async def host_stats(self, host_id: str, timeframe: str) -> list[StatsPoint]:
+        raise NotBuiltYet(self.name, "host_stats")

@@ -1,0 +1,1 @@
+"""The operator console (Textual): a client of the GraphQL API, built in the console issue."""
