@@ -42,6 +42,8 @@ class Settings(BaseSettings):
         extra="ignore",
         populate_by_name=True,
         case_sensitive=True,
+        # An empty line copied from .env.example means "not set", not "set to nothing".
+        env_ignore_empty=True,
     )
 
     # Where and how Digi runs
@@ -129,7 +131,7 @@ class Settings(BaseSettings):
 
     @property
     def production(self) -> bool:
-        return self.environment is Environment.PRODUCTION
+        return self.environment == Environment.PRODUCTION
 
     @property
     def billing_enabled(self) -> bool:

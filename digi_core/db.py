@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.connection import get_connection
 from tortoise.migrations.api import migrate
 from tortoise.migrations.executor import MigrationExecutor
@@ -46,6 +47,9 @@ async def open_database(settings: Settings) -> None:
 
 async def close_database() -> None:
     await Tortoise.close_connections()
+    # Tortoise caches each model's INSERT SQL per connection name, whatever the backend: a
+    # process that reopens "default" on another database (tests do) must not reuse it.
+    EXECUTOR_CACHE.clear()
 
 
 async def upgrade(
@@ -55,7 +59,7 @@ async def upgrade(
     try:
         await migrate(config=tortoise_config(settings.database_url), progress=progress)
     finally:
-        await Tortoise.close_connections()
+        await close_database()
 
 
 async def ping() -> None:
@@ -78,4 +82,4 @@ async def pending_migrations(settings: Settings) -> list[str]:
         steps = await executor.plan(None)
         return [step.migration.name for step in steps if not step.backward]
     finally:
-        await Tortoise.close_connections()
+        await close_database()

@@ -150,7 +150,7 @@ class ComputeNode(Model):
     name = fields.CharField(max_length=100, unique=True)
     api_url = fields.CharField(max_length=255, null=True)
     credentials_encrypted = fields.TextField(null=True)
-    settings: dict[str, object] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    settings: dict[str, object] = fields.JSONField(default=dict)
     max_vms = fields.IntField(null=True)
     max_memory_mb = fields.IntField(null=True)
     enabled = fields.BooleanField(default=True)
@@ -174,7 +174,7 @@ class Host(Model):
     ssh_host_key = fields.TextField(null=True)
     storage_gb = fields.IntField(default=0)
     status = fields.CharEnumField(HostStatus, max_length=16, default=HostStatus.PROVISIONING)
-    state: dict[str, object] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    state: dict[str, object] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -223,7 +223,7 @@ class Component(Model):
     healthcheck_path = fields.CharField(max_length=255, null=True)
     subdomain = fields.CharField(max_length=63, unique=True)
     is_primary = fields.BooleanField(default=False)
-    settings: dict[str, object] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    settings: dict[str, object] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -243,9 +243,7 @@ class Deployment(Model):
         "digi.Component", related_name="deployments", on_delete=fields.CASCADE
     )
     job_id = fields.CharField(max_length=64, db_index=True)
-    status = fields.CharEnumField(
-        DeploymentStatus, max_length=16, default=DeploymentStatus.QUEUED
-    )
+    status = fields.CharEnumField(DeploymentStatus, max_length=16, default=DeploymentStatus.QUEUED)
     message = fields.TextField(default="")
     error = fields.TextField(null=True)
     image = fields.CharField(max_length=255, null=True)
@@ -364,7 +362,7 @@ class AuditLog(Model):
     action = fields.CharField(max_length=64)
     target_type = fields.CharField(max_length=32, null=True)
     target_id = fields.CharField(max_length=64, null=True)
-    metadata: dict[str, object] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    metadata: dict[str, object] = fields.JSONField(default=dict)
     ip = fields.CharField(max_length=45, null=True)
     outcome = fields.CharEnumField(AuditOutcome, max_length=16)
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)

@@ -120,7 +120,7 @@ class Registry:
         installed ones."""
         providers = self.providers(kind)
         if name not in providers:
-            known = ", ".join(providers) or "none"
+            known = ", ".join(sorted(providers)) or "none"
             raise NotConfigured(
                 f"no {kind.__name__} named {name!r} is registered (installed: {known}); "
                 "install its plugin or pick one of these."
@@ -135,9 +135,7 @@ class Registry:
         }
         infos = []
         for name, plugin in sorted(self.manager.list_name_plugin()):
-            hooks = sorted(
-                caller.name for caller in self.manager.get_hookcallers(plugin) or []
-            )
+            hooks = sorted(caller.name for caller in self.manager.get_hookcallers(plugin) or [])
             infos.append(
                 PluginInfo(
                     name=name,

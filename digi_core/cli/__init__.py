@@ -13,7 +13,7 @@ from digi_core.config import PluginSelection
 from digi_core.errors import ConfigError, DigiError
 from digi_core.plugins import make_plugin_manager
 
-error_console = Console(stderr=True, highlight=False)
+error_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class DigiGroup(click.Group):

@@ -168,7 +168,9 @@ def hosts(manager: pluggy.PluginManager, as_json: bool) -> None:
         return
     table = Table("id", "provider", "name", "status", "cpus", "memory")
     for status in statuses:
-        memory = f"{status.memory_total_bytes / 2**30:.1f} GiB" if status.memory_total_bytes else "-"
+        memory = (
+            f"{status.memory_total_bytes / 2**30:.1f} GiB" if status.memory_total_bytes else "-"
+        )
         table.add_row(
             status.id, status.provider, status.name, status.status, str(status.cpus or "-"), memory
         )

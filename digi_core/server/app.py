@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pluggy
 import redis.asyncio as redis
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from digi_core import db
 from digi_core.config import Settings
@@ -20,7 +21,9 @@ from digi_core.server.keys import PLUGIN_MANAGER, REDIS, REGISTRY, SETTINGS
 log = logging.getLogger(__name__)
 
 
-def init_app(settings: Settings, plugin_manager: pluggy.PluginManager | None = None) -> web.Application:
+def init_app(
+    settings: Settings, plugin_manager: pluggy.PluginManager | None = None
+) -> web.Application:
     """The whole app for ``settings``; a fresh plugin manager unless one is given."""
     app = web.Application(middlewares=[digi_errors])
     manager = plugin_manager or make_plugin_manager(settings.plugins_to_load)
@@ -56,7 +59,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 @web.middleware
-async def digi_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def digi_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A DigiError raised by a plain HTTP handler becomes its status and a JSON body."""
     try:
         return await handler(request)

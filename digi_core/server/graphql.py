@@ -37,13 +37,17 @@ class DigiSchema(strawberry.Schema):
         # DigiErrors are answers for the user, not faults: only log the unexpected ones.
         for error in errors:
             if _is_unexpected(error):
-                log.error("unexpected error in GraphQL %s", error.path, exc_info=error.original_error)
+                log.error(
+                    "unexpected error in GraphQL %s", error.path, exc_info=error.original_error
+                )
 
 
-def make_schema() -> strawberry.Schema:
+def make_schema(query: type = Query) -> strawberry.Schema:
     return DigiSchema(
-        query=Query,
-        extensions=[MaskErrors(should_mask_error=_is_unexpected, error_message="Internal error.")],
+        query=query,
+        extensions=[
+            lambda: MaskErrors(should_mask_error=_is_unexpected, error_message="Internal error.")
+        ],
     )
 
 

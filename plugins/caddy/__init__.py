@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from digi_caddy.router import CaddyRouter
 from digi_core import hookimpl
 from digi_core.providers import Router
-from digi_caddy.router import CaddyRouter
 
 
 @hookimpl

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from digi_cloudflare.dns import CloudflareDns
 from digi_core import hookimpl
 from digi_core.providers import DnsProvider
-from digi_cloudflare.dns import CloudflareDns
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from digi_core.errors import NotBuiltYet
-from digi_core.providers import BuildResult, Builder, Host, LogSink
+from digi_core.providers import Builder, BuildResult, Host, LogSink
 
 
 class RailpackBuilder(Builder):

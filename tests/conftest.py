@@ -1,0 +1,126 @@
+"""Fixtures that start or reach the real components: PostgreSQL, Redis, Docker, databases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis
+
+from digi_core import db
+from digi_core.config import Settings, load_settings
+
+POSTGRES_URL = os.environ.get(
+    "DIGI_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("DIGI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_SECRET = "test-secret-" + "x" * 40
+REPO = Path(__file__).resolve().parent.parent
+DIGI = str(Path(sys.executable).with_name("digi"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A missing component fails the run at once, with what to start: never a skip."""
+    problems = []
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as error:
+        problems.append(f"Redis at {REDIS_URL}: {error}")
+    try:
+        asyncio.run(_ping_postgres())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        problems.append(f"PostgreSQL at {POSTGRES_URL}: {error}")
+    if not Path("/var/run/docker.sock").exists() and not os.environ.get("DOCKER_HOST"):
+        problems.append("Docker: no engine socket (scripts/test.sh starts dockerd)")
+    if problems:
+        pytest.exit("missing components:\n  " + "\n  ".join(problems), returncode=1)
+
+
+async def _ping_postgres() -> None:
+    connection = await asyncpg.connect(_libpq(POSTGRES_URL), timeout=5)
+    await connection.close()
+
+
+def _libpq(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No Digi variable from the caller's environment, and a cwd without a ``.env``."""
+    for name in list(os.environ):
+        if name in Settings.model_fields or name.startswith(("DIGI_", "PROXMOX_", "STRIPE_")):
+            monkeypatch.delenv(name)
+    for name in ("DATABASE_URL", "REDIS_URL", "PLATFORM_DOMAIN", "BETTER_AUTH_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A throwaway PostgreSQL database, dropped afterwards."""
+    async with throwaway_postgres() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def throwaway_postgres() -> AsyncIterator[str]:
+    name = f"digi_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(_libpq(POSTGRES_URL))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(_libpq(POSTGRES_URL))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes it runs on the embedded SQLite and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'digi.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, clean_env: Path) -> Settings:
+    return load_settings(
+        DATABASE_URL=database_url, DIGI_SECRET=TEST_SECRET, DIGI_DATA_DIR=tmp_path / "data"
+    )
+
+
+@pytest.fixture
+async def migrated(settings: Settings) -> AsyncIterator[Settings]:
+    """An empty database brought up to date by the migrations, and Tortoise connected to it."""
+    await db.upgrade(settings)
+    await db.open_database(settings)
+    yield settings
+    await db.close_database()
+
+
+@pytest.fixture
+def subprocess_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment for a ``digi`` subprocess: no Digi settings, a private HOME."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DIGI_", "DATABASE_", "REDIS_", "PLATFORM_"))
+    }
+    env["HOME"] = str(tmp_path / "home")
+    env.pop("XDG_DATA_HOME", None)
+    yield env

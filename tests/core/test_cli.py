@@ -1,0 +1,60 @@
+"""The operator CLI as a real subprocess: plugins, hosts on the real Docker engine, help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.conftest import DIGI
+
+
+def digi(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DIGI, *args], env=env, capture_output=True, text=True, timeout=60, check=check
+    )
+
+
+def test_plugins_lists_the_six_bundled(subprocess_env: dict[str, str]) -> None:
+    listed = json.loads(digi("plugins", "--json", env=subprocess_env).stdout)
+    assert [plugin["name"] for plugin in listed] == [
+        "caddy",
+        "cloudflare",
+        "local",
+        "proxmox",
+        "railpack",
+        "stripe",
+    ]
+    assert all(plugin["version"] == "0.1.0" for plugin in listed)
+    table = digi("plugins", env=subprocess_env).stdout
+    assert "ComputeProvider: local" in table and "BillingProvider: stripe" in table
+
+
+def test_load_plugins_with_an_unknown_name(subprocess_env: dict[str, str]) -> None:
+    result = digi("plugins", env={**subprocess_env, "DIGI_LOAD_PLUGINS": "local,nope"}, check=False)
+    assert result.returncode == 6
+    assert "not installed: nope" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_hosts_asks_the_local_docker_engine(subprocess_env: dict[str, str]) -> None:
+    [host] = json.loads(digi("hosts", "--json", env=subprocess_env).stdout)
+    assert host["id"] == "local" and host["status"] == "ready"
+    assert host["cpus"] >= 1 and host["memory_total_bytes"] > 0
+
+
+def test_hosts_of_an_unbuilt_provider_says_so(subprocess_env: dict[str, str]) -> None:
+    result = digi("hosts", env={**subprocess_env, "DIGI_COMPUTE": "proxmox"}, check=False)
+    assert result.returncode == 6
+    assert "proxmox: hosts is not implemented yet" in result.stderr
+
+
+def test_unknown_compute_names_the_installed_ones(subprocess_env: dict[str, str]) -> None:
+    result = digi("hosts", env={**subprocess_env, "DIGI_COMPUTE": "nomad"}, check=False)
+    assert result.returncode == 6
+    assert "installed: local, proxmox" in result.stderr
+
+
+def test_version_and_help_with_examples(subprocess_env: dict[str, str]) -> None:
+    assert digi("version", env=subprocess_env).stdout == "digi 0.1.0\n"
+    assert digi("--version", env=subprocess_env).stdout.strip() == "digi, version 0.1.0"
+    for command in ([], ["server"], ["plugins"], ["hosts"], ["db", "upgrade"], ["version"]):
+        assert "Example:" in digi(*command, "--help", env=subprocess_env).stdout, command
