@@ -29,6 +29,12 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+class SmtpSecurity(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("digi"))
 
@@ -59,6 +65,16 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field(LogFormat.HUMAN, alias="DIGI_LOG_FORMAT")
     log_level: str = Field("INFO", alias="DIGI_LOG_LEVEL")
     load_plugins: str | None = Field(None, alias="DIGI_LOAD_PLUGINS")
+
+    public_url: str | None = Field(None, alias="DIGI_PUBLIC_URL")
+
+    # Email (verification, password reset); without SMTP_HOST mails are written to the log
+    smtp_host: str | None = Field(None, alias="SMTP_HOST")
+    smtp_port: int = Field(587, alias="SMTP_PORT", ge=1, le=65535)
+    smtp_username: str | None = Field(None, alias="SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(None, alias="SMTP_PASSWORD")
+    smtp_from: str = Field("Digi <digi@localhost>", alias="SMTP_FROM")
+    smtp_security: SmtpSecurity = Field(SmtpSecurity.STARTTLS, alias="SMTP_SECURITY")
 
     # Which providers the core uses, by the name their plugin registered
     compute: str = Field("local", alias="DIGI_COMPUTE")
@@ -132,6 +148,12 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.environment == Environment.PRODUCTION
+
+    @property
+    def base_url(self) -> str:
+        """Where users reach the API, for links in emails (DIGI_PUBLIC_URL or host:port)."""
+        host = "localhost" if self.host in {"127.0.0.1", "0.0.0.0", "::"} else self.host
+        return (self.public_url or f"http://{host}:{self.port}").rstrip("/")
 
     @property
     def billing_enabled(self) -> bool:

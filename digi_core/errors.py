@@ -72,6 +72,11 @@ class RateLimited(DigiError):
     http_status = 429
     exit_code = 8
 
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+        self.extensions["retryAfter"] = str(retry_after_seconds)
+
 
 class NotBuiltYet(NotConfigured):
     """A provider method that its plugin does not implement yet: never a fake result."""
