@@ -93,6 +93,8 @@ class User(Model):
     extra_storage_blocks = fields.IntField(default=0)
     email_verified_at = fields.DatetimeField(null=True)
     suspended_at = fields.DatetimeField(null=True)
+    # Deleted accounts keep an anonymised row: the audit log and old slugs point at it.
+    deleted_at = fields.DatetimeField(null=True)
     failed_logins = fields.IntField(default=0)
     locked_until = fields.DatetimeField(null=True)
     stripe_customer_id = fields.CharField(max_length=64, null=True, unique=True)
@@ -198,6 +200,9 @@ class Service(Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     deleted_at = fields.DatetimeField(null=True)
+
+    components: fields.ReverseRelation[Component]
+    deployments: fields.ReverseRelation[Deployment]
 
     class Meta:
         table = "services"

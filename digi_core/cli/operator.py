@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from dataclasses import asdict
+from typing import Any
 
 import click
 import pluggy
@@ -13,7 +14,7 @@ from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
-from digi_core import __version__, db
+from digi_core import __version__, accounts, db
 from digi_core.cli import cli
 from digi_core.config import Settings, load_settings
 from digi_core.errors import NotConfigured
@@ -183,3 +184,46 @@ async def _hosts(provider: ComputeProvider, settings: Settings) -> list:  # type
         return await provider.hosts()
     finally:
         await provider.close()
+
+
+@cli.command("seed-admin")
+@click.argument("email", required=False)
+@click.argument("name", required=False, default="Admin")
+def seed_admin(email: str | None, name: str) -> None:
+    """Create an admin account and print its initial password, once.
+
+    Admin accounts cannot be created through the API. Admin passwords rotate every 24 hours;
+    each new one is written to the server's log at WARNING.
+
+    \b
+    Example:
+      digi seed-admin ops@example.com "Ops Team"
+    """
+    settings = load_settings()
+    address = email or f"admin@{settings.platform_domain}"
+    user, password = asyncio.run(_seed_admin(settings, address, name))
+    console.print(f"created admin {user.email}")
+    console.print(f"password: {password}", markup=False)
+    console.print("It is shown only this once, and rotates every 24 hours (see the server log).")
+
+
+async def _seed_admin(settings: Settings, email: str, name: str) -> tuple[Any, str]:
+    await db.upgrade(settings)
+    await db.open_database(settings)
+    try:
+        return await accounts.seed_admin(email, name)
+    finally:
+        await db.close_database()
+
+
+@cli.command()
+def schema() -> None:
+    """Print the GraphQL schema (SDL).
+
+    \b
+    Example:
+      digi schema > schema.graphql
+    """
+    from digi_core.api.schema import make_schema
+
+    click.echo(make_schema().as_str())

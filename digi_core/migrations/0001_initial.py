@@ -71,6 +71,7 @@ class Migration(migrations.Migration):
                 ('extra_storage_blocks', fields.IntField(default=0)),
                 ('email_verified_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('suspended_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('deleted_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('failed_logins', fields.IntField(default=0)),
                 ('locked_until', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('stripe_customer_id', fields.CharField(null=True, unique=True, max_length=64)),

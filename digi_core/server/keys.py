@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pluggy
 import redis.asyncio as redis
 from aiohttp import web
 
 from digi_core.config import Settings
+from digi_core.crypto import SecretBox
+from digi_core.events import EventBus
+from digi_core.mail import Mailer
 from digi_core.plugins import Registry
+from digi_core.ratelimit import RateLimiter
 
 SETTINGS = web.AppKey("settings", Settings)
 PLUGIN_MANAGER = web.AppKey("plugin_manager", pluggy.PluginManager)
 REGISTRY = web.AppKey("registry", Registry)
 REDIS = web.AppKey("redis", redis.Redis)
+EVENT_BUS = web.AppKey("event_bus", EventBus)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+MAILER = web.AppKey("mailer", Mailer)
+SECRET_BOX = web.AppKey("secret_box", SecretBox)
+BACKGROUND_TASKS = web.AppKey("background_tasks", list[asyncio.Task[None]])

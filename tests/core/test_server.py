@@ -16,10 +16,10 @@ import strawberry
 from aiohttp.test_utils import TestClient, TestServer
 
 from digi_core import db
+from digi_core.api.schema import make_schema
 from digi_core.config import Environment, Settings, load_settings
 from digi_core.errors import PlanLimit
 from digi_core.server.app import init_app
-from digi_core.server.graphql import make_schema
 from tests.conftest import DIGI, REDIS_URL, TEST_SECRET
 
 

@@ -1,0 +1,1 @@
+"""The GraphQL API: types, the request context, and every query, mutation and subscription."""

@@ -1,0 +1,285 @@
+"""GraphQL operations on services: the data, deploys and containers, env vars, live events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+
+from digi_core import services
+from digi_core.api.auditing import mutation
+from digi_core.api.context import Info, page_limit, page_offset
+from digi_core.api.types import (
+    ComponentTypeEnum,
+    DeleteServiceResult,
+    DeploymentEvent,
+    DeployResult,
+    EnvVar,
+    LogLine,
+    Page,
+    Service,
+)
+from digi_core.errors import BadUserInput, NotBuiltYet, NotFound
+from digi_core.models import Component, ComponentType, Deployment, Role
+from digi_core.models import Service as ServiceRow
+from digi_core.names import validate_component_name
+
+
+@strawberry.input
+class EnvVarInput:
+    key: str
+    value: str
+
+
+@strawberry.input
+class ComponentInput:
+    name: str
+    type: ComponentTypeEnum  # type: ignore[valid-type]
+    image: str | None = None
+    repo_url: str | None = None
+    branch: str | None = None
+    commit: str | None = None
+    dockerfile: str | None = None
+    start_command: str | None = None
+    port: int | None = None
+    healthcheck_path: str | None = None
+    env: list[EnvVarInput] = strawberry.field(default_factory=list)
+
+    def spec(self) -> services.ComponentSpec:
+        return services.ComponentSpec(
+            name=self.name,
+            type=ComponentType(self.type),
+            image=self.image,
+            repo_url=self.repo_url,
+            branch=self.branch,
+            commit=self.commit,
+            dockerfile=self.dockerfile,
+            start_command=self.start_command,
+            port=self.port,
+            healthcheck_path=self.healthcheck_path,
+            env=_env_dict(self.env),
+        )
+
+
+def _env_dict(values: list[EnvVarInput]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values:
+        if item.key in result:
+            raise BadUserInput(f"{item.key} is given twice", field="vars")
+        result[item.key] = item.value
+    return result
+
+
+async def _service_type(info: Info, row: ServiceRow) -> Service:
+    await row.fetch_related("components")
+    return Service.of(row, await info.context.default_domain())
+
+
+async def _owned_service(info: Info, service_id: strawberry.ID | str) -> ServiceRow:
+    return await services.service_for(await info.context.require_user(), service_id)
+
+
+@strawberry.type
+class ServiceQuery:
+    @strawberry.field(description="The caller's services (an admin's: everyone's), newest first.")
+    async def services(
+        self, info: Info, offset: int = 0, limit: int = 20, search: str | None = None
+    ) -> Page[Service]:
+        user = await info.context.require_user()
+        query = services.visible_services(user)
+        if search:
+            query = query.filter(name__icontains=search[:64])
+        total = await query.count()
+        rows = (
+            await query.order_by("-created_at", "-id")
+            .offset(page_offset(offset))
+            .limit(page_limit(limit))
+            .prefetch_related("components")
+        )
+        domain = await info.context.default_domain()
+        return Page(
+            items=[Service.of(row, domain) for row in rows],
+            total_count=total,
+            offset=offset,
+            limit=limit,
+        )
+
+    @strawberry.field(description="One service by id.")
+    async def service(self, info: Info, id: strawberry.ID) -> Service:
+        return await _service_type(info, await _owned_service(info, id))
+
+
+@strawberry.type
+class ServiceMutation:
+    @mutation("service", description="Create a service with its components (nothing runs yet).")
+    async def create_service(
+        self, info: Info, name: str, components: list[ComponentInput]
+    ) -> Service:
+        user = await info.context.require_user()
+        row = await services.create_service(
+            user, name, [component.spec() for component in components], info.context.box
+        )
+        return await _service_type(info, row)
+
+    @mutation(
+        "service",
+        description="Rename a service (its URLs stay), add or change components by name, "
+        "or remove some.",
+    )
+    async def update_service(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        name: str | None = None,
+        components: list[ComponentInput] | None = None,
+        remove_components: list[str] | None = None,
+    ) -> Service:
+        row = await _owned_service(info, id)
+        await services.update_service(
+            row,
+            info.context.box,
+            name=name,
+            components=[component.spec() for component in components or []],
+            remove_components=remove_components or [],
+        )
+        return await _service_type(info, row)
+
+    @mutation(
+        "service",
+        description="Delete a service and everything it runs, its data volumes included. "
+        "`confirm` must repeat the service's name; the answer lists what was removed.",
+    )
+    async def delete_service(
+        self, info: Info, id: strawberry.ID, confirm: str
+    ) -> DeleteServiceResult:
+        row = await _owned_service(info, id)
+        if confirm != row.name:
+            raise BadUserInput(
+                f"type the service's name ({row.name}) in `confirm` to delete it", field="confirm"
+            )
+        return DeleteServiceResult(removed=await services.delete_service(row))
+
+    @mutation(
+        "service",
+        description="Deploy the service, or only the named components; answers a job id at once.",
+    )
+    async def deploy_service(
+        self,
+        info: Info,
+        service_id: strawberry.ID,
+        only: list[str] | None = None,
+        rollback_to: strawberry.ID | None = None,
+    ) -> DeployResult:
+        row = await _owned_service(info, service_id)
+        names = {component.name for component in await row.components}
+        for component_name in only or []:
+            if validate_component_name(component_name) not in names:
+                raise NotFound(f"service has no component {component_name}", field="only")
+        raise NotBuiltYet("the deploy pipeline", "deployService")
+
+    @mutation("container", description="Stop one of the service's containers.")
+    async def stop_container(
+        self, info: Info, service_id: strawberry.ID, container_id: str
+    ) -> bool:
+        await _container_of(info, service_id, container_id)
+        raise NotBuiltYet("the deploy pipeline", "stopContainer")
+
+    @mutation("container", description="Restart one of the service's containers.")
+    async def restart_container(
+        self, info: Info, service_id: strawberry.ID, container_id: str
+    ) -> bool:
+        await _container_of(info, service_id, container_id)
+        raise NotBuiltYet("the deploy pipeline", "restartContainer")
+
+    @mutation(
+        "service",
+        description="Set env vars for the whole service, or for one component when named.",
+    )
+    async def set_env_vars(
+        self,
+        info: Info,
+        service_id: strawberry.ID,
+        vars: list[EnvVarInput],
+        component: str | None = None,
+    ) -> list[EnvVar]:
+        row = await _owned_service(info, service_id)
+        target = await services.component_of(row, component)
+        await services.set_env_vars(row, target, _env_dict(vars), info.context.box)
+        return [
+            variable
+            for variable in await info.context.env_vars_of(row)
+            if variable.component == (target.name if target else None)
+        ]
+
+    @mutation("service", description="Delete env vars by key; answers how many were deleted.")
+    async def delete_env_vars(
+        self,
+        info: Info,
+        service_id: strawberry.ID,
+        keys: list[str],
+        component: str | None = None,
+    ) -> int:
+        row = await _owned_service(info, service_id)
+        target = await services.component_of(row, component)
+        return await services.delete_env_vars(row, target, keys)
+
+
+async def _container_of(info: Info, service_id: strawberry.ID, container_id: str) -> Component:
+    """The component behind a container id (or component name) of the caller's service."""
+    row = await _owned_service(info, service_id)
+    component = await Component.get_or_none(service=row, name=container_id)
+    if component is None:
+        deployment = await Deployment.get_or_none(
+            service=row, container_id=container_id
+        ).select_related("component")
+        component = deployment.component if deployment else None
+    if component is None:
+        raise NotFound(f"service has no container {container_id}", field="containerId")
+    return component
+
+
+@strawberry.type
+class ServiceSubscription:
+    @strawberry.subscription(
+        description="Status events of a deploy job: the current state first, then live."
+    )
+    async def deployment_status(
+        self, info: Info, job_id: str
+    ) -> AsyncGenerator[DeploymentEvent, None]:
+        user = await info.context.recheck()
+        query = Deployment.filter(job_id=job_id).select_related("component", "service")
+        if user.role is not Role.ADMIN:
+            query = query.filter(service__owner=user)
+        rows = await query
+        if not rows:
+            raise NotFound(f"no deploy job {job_id}", field="jobId")
+        async with info.context.bus.subscribe(f"deployment:{job_id}") as events:
+            for row in rows:
+                yield DeploymentEvent(
+                    job_id=job_id,
+                    deployment_id=strawberry.ID(str(row.id)),
+                    component=row.component.name,
+                    status=row.status,
+                    message=row.message,
+                    at=row.updated_at,
+                )
+            async for event in events:
+                yield DeploymentEvent(
+                    job_id=job_id,
+                    deployment_id=strawberry.ID(str(event["deployment_id"])),
+                    component=event["component"],
+                    status=event["status"],
+                    message=event.get("message", ""),
+                    at=datetime.fromisoformat(event["at"]),
+                )
+
+    @strawberry.subscription(description="A container's output: recent lines, then live.")
+    async def container_logs(
+        self, info: Info, service_id: strawberry.ID, container_id: str, tail: int = 100
+    ) -> AsyncGenerator[LogLine, None]:
+        await info.context.recheck()
+        page_limit(tail, field_name="tail") if tail > 0 else None
+        await _container_of(info, service_id, container_id)
+        raise NotBuiltYet("the deploy pipeline", "containerLogs")
+        yield  # pragma: no cover - makes this an async generator
