@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.conftest import DIGI
+from tests.conftest import DIGI, REPO
 
 
 def digi(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -58,3 +58,9 @@ def test_version_and_help_with_examples(subprocess_env: dict[str, str]) -> None:
     assert digi("--version", env=subprocess_env).stdout.strip() == "digi, version 0.1.0"
     for command in ([], ["server"], ["plugins"], ["hosts"], ["db", "upgrade"], ["version"]):
         assert "Example:" in digi(*command, "--help", env=subprocess_env).stdout, command
+
+
+def test_committed_schema_has_not_drifted(subprocess_env: dict[str, str]) -> None:
+    printed = digi("schema", env=subprocess_env).stdout
+    committed = (REPO / "schema.graphql").read_text()
+    assert printed == committed, "the API changed: run `digi schema > schema.graphql` and commit"

@@ -1,0 +1,522 @@
+"""Services through the GraphQL API: create, list, change, delete, env vars, audit and errors."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from digi_core import services
+from digi_core.crypto import SecretBox
+from digi_core.models import AuditOutcome, ComponentType, EnvVar, Role, Service
+from tests.conftest import TEST_SECRET
+from tests.core.api.conftest import Api, GraphQLErrors
+
+SERVICE_FIELDS = """
+    id name slug status url
+    components { name type image repoUrl branch port subdomain hostname url isPrimary }
+"""
+CREATE_SERVICE = f"""
+    mutation ($name: String!, $components: [ComponentInput!]!) {{
+        createService(name: $name, components: $components) {{ {SERVICE_FIELDS} }}
+    }}
+"""
+UPDATE_SERVICE = f"""
+    mutation ($id: ID!, $name: String, $components: [ComponentInput!],
+              $removeComponents: [String!]) {{
+        updateService(id: $id, name: $name, components: $components,
+                      removeComponents: $removeComponents) {{ {SERVICE_FIELDS} }}
+    }}
+"""
+DELETE_SERVICE = """
+    mutation ($id: ID!, $confirm: String!) { deleteService(id: $id, confirm: $confirm) { removed } }
+"""
+LIST_SERVICES = f"""
+    query ($offset: Int, $limit: Int) {{
+        services(offset: $offset, limit: $limit) {{
+            totalCount offset limit items {{ {SERVICE_FIELDS} }}
+        }}
+    }}
+"""
+ONE_SERVICE = f"query ($id: ID!) {{ service(id: $id) {{ {SERVICE_FIELDS} }} }}"
+SERVICE_ENV_VARS = "query ($id: ID!) { service(id: $id) { envVars { key value component } } }"
+SET_ENV_VARS = """
+    mutation ($serviceId: ID!, $vars: [EnvVarInput!]!, $component: String) {
+        setEnvVars(serviceId: $serviceId, vars: $vars, component: $component) {
+            key value component
+        }
+    }
+"""
+DELETE_ENV_VARS = """
+    mutation ($serviceId: ID!, $keys: [String!]!, $component: String) {
+        deleteEnvVars(serviceId: $serviceId, keys: $keys, component: $component)
+    }
+"""
+
+WEB = {"name": "web", "type": "DOCKER", "image": "nginx:1.25-alpine", "port": 80}
+DB = {"name": "db", "type": "POSTGRES"}
+CACHE = {"name": "cache", "type": "REDIS"}
+WORKER = {
+    "name": "worker",
+    "type": "GITHUB",
+    "repoUrl": "https://github.com/octocat/hello-world",
+    "branch": "main",
+}
+SLUG = re.compile(r"shop-[a-z0-9]{12}")
+
+
+async def create_service(
+    api: Api, token: str, name: str = "shop", components: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    variables = {"name": name, "components": components or [WEB]}
+    return (await api.gql(CREATE_SERVICE, variables, token))["createService"]
+
+
+async def refused(
+    api: Api, query: str, variables: dict[str, Any], token: str | None
+) -> GraphQLErrors:
+    with pytest.raises(GraphQLErrors) as caught:
+        await api.gql(query, variables, token)
+    return caught.value
+
+
+def by_name(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {component["name"]: component for component in service["components"]}
+
+
+# create, list, read
+
+
+async def test_create_service_names_its_slug_and_component_hostnames(api: Api) -> None:
+    _, token = await api.user()
+    service = await create_service(api, token, components=[WEB, DB, CACHE, WORKER])
+
+    slug = service["slug"]
+    assert SLUG.fullmatch(slug)
+    assert service["name"] == "shop" and service["status"] == "CREATED"
+    assert service["url"] == f"https://{slug}.localhost"
+    components = by_name(service)
+    assert service["components"][0]["name"] == "web"  # the primary comes first
+    assert components["web"]["isPrimary"] is True
+    assert components["web"]["subdomain"] == slug
+    assert components["web"]["url"] == f"https://{slug}.localhost"
+    assert components["web"]["image"] == "nginx:1.25-alpine" and components["web"]["port"] == 80
+    for name in ("db", "cache", "worker"):
+        assert components[name]["isPrimary"] is False
+        assert re.fullmatch(rf"{slug}-{name}-[0-9a-f]{{4}}", components[name]["subdomain"])
+        assert components[name]["hostname"] == f"{components[name]['subdomain']}.localhost"
+    assert components["worker"]["repoUrl"] == "https://github.com/octocat/hello-world"
+    assert components["worker"]["branch"] == "main"
+    assert components["db"]["type"] == "POSTGRES" and components["cache"]["type"] == "REDIS"
+
+
+async def test_services_with_the_same_name_get_different_slugs(api: Api) -> None:
+    _, token = await api.user()
+    slugs = {(await create_service(api, token))["slug"] for _ in range(3)}
+    assert len(slugs) == 3 and all(SLUG.fullmatch(slug) for slug in slugs)
+
+
+async def test_services_lists_newest_first_with_paging_and_service_returns_one(api: Api) -> None:
+    _, token = await api.user()
+    _, stranger = await api.user()
+    created = [await create_service(api, token, name) for name in ("one", "two", "three")]
+    await create_service(api, stranger, "theirs")
+
+    page = (await api.gql(LIST_SERVICES, {}, token))["services"]
+    assert page["totalCount"] == 3 and page["offset"] == 0 and page["limit"] == 20
+    assert [item["name"] for item in page["items"]] == ["three", "two", "one"]
+
+    page = (await api.gql(LIST_SERVICES, {"offset": 1, "limit": 1}, token))["services"]
+    assert page["totalCount"] == 3 and page["offset"] == 1 and page["limit"] == 1
+    assert [item["name"] for item in page["items"]] == ["two"]
+
+    one = (await api.gql(ONE_SERVICE, {"id": created[0]["id"]}, token))["service"]
+    assert one == created[0]
+
+
+async def test_another_users_service_is_not_found(api: Api) -> None:
+    _, owner = await api.user()
+    _, stranger = await api.user()
+    service = await create_service(api, owner)
+    error = await refused(api, ONE_SERVICE, {"id": service["id"]}, stranger)
+    assert error.code == "NOT_FOUND"
+
+
+# validation
+
+
+def with_component(**overrides: Any) -> list[dict[str, Any]]:
+    return [{**WEB, **overrides}]
+
+
+INVALID_SERVICES = [
+    ("api", [WEB], "name"),
+    ("admin", [WEB], "name"),
+    ("www", [WEB], "name"),
+    ("app", [WEB], "name"),
+    ("My_Shop", [WEB], "name"),
+    ("shop!", [WEB], "name"),
+    ("a" * 25, [WEB], "name"),
+    ("shop", [WEB, {**DB, "name": "web"}], "components"),
+    ("shop", with_component(image=None), "image"),
+    ("shop", with_component(image="--privileged"), "image"),
+    ("shop", with_component(image="nginx;rm -rf /"), "image"),
+    ("shop", with_component(image="$(reboot)"), "image"),
+    ("shop", [{**WORKER, "repoUrl": "ext::sh -c touch% /tmp/pwned"}], "repoUrl"),
+    ("shop", [{**WORKER, "repoUrl": "-uhelp"}], "repoUrl"),
+    ("shop", [{**WORKER, "repoUrl": "file:///etc"}], "repoUrl"),
+    ("shop", [{**WORKER, "branch": "-x"}], "branch"),
+    ("shop", [{**WORKER, "branch": "a..b"}], "branch"),
+    ("shop", with_component(env=[{"key": "1ABC", "value": "x"}]), "key"),
+    ("shop", with_component(env=[{"key": "DIGI_X", "value": "x"}]), "key"),
+    ("shop", with_component(env=[{"key": "A-B", "value": "x"}]), "key"),
+    ("shop", with_component(env=[{"key": "A", "value": "a\x00b"}]), "value"),
+    ("shop", with_component(port=0), "port"),
+    ("shop", with_component(port=70000), "port"),
+    ("shop", with_component(healthcheckPath="healthz"), "healthcheckPath"),
+]
+
+
+async def test_create_service_refuses_invalid_input_naming_the_field_and_creates_nothing(
+    api: Api,
+) -> None:
+    _, token = await api.user()
+    for name, components, field in INVALID_SERVICES:
+        variables = {"name": name, "components": components}
+        error = await refused(api, CREATE_SERVICE, variables, token)
+        assert (error.code, error.field) == ("BAD_USER_INPUT", field), variables
+    assert (await api.gql(LIST_SERVICES, {}, token))["services"]["totalCount"] == 0
+    assert await Service.all().count() == 0
+
+
+# update
+
+
+async def test_rename_keeps_slug_and_urls(api: Api) -> None:
+    _, token = await api.user()
+    service = await create_service(api, token, components=[WEB, DB])
+    renamed = (await api.gql(UPDATE_SERVICE, {"id": service["id"], "name": "store"}, token))[
+        "updateService"
+    ]
+    assert renamed["name"] == "store"
+    assert renamed["slug"] == service["slug"] and renamed["url"] == service["url"]
+    assert renamed["components"] == service["components"]
+
+
+async def test_update_adds_a_component_and_changes_an_image(api: Api) -> None:
+    _, token = await api.user()
+    service = await create_service(api, token)
+    variables = {"id": service["id"], "components": [{**WEB, "image": "nginx:1.27"}, CACHE]}
+    updated = by_name((await api.gql(UPDATE_SERVICE, variables, token))["updateService"])
+    assert updated["web"]["image"] == "nginx:1.27"
+    assert updated["web"]["subdomain"] == service["slug"] and updated["web"]["isPrimary"]
+    assert updated["cache"]["type"] == "REDIS" and not updated["cache"]["isPrimary"]
+    assert re.fullmatch(rf"{service['slug']}-cache-[0-9a-f]{{4}}", updated["cache"]["subdomain"])
+
+
+async def test_update_refuses_type_change_removing_everything_and_unknown_components(
+    api: Api,
+) -> None:
+    _, token = await api.user()
+    service = await create_service(api, token)
+    service_id = service["id"]
+
+    error = await refused(
+        api, UPDATE_SERVICE, {"id": service_id, "components": [{**DB, "name": "web"}]}, token
+    )
+    assert (error.code, error.field) == ("CONFLICT", "type")
+
+    error = await refused(
+        api, UPDATE_SERVICE, {"id": service_id, "removeComponents": ["web"]}, token
+    )
+    assert (error.code, error.field) == ("BAD_USER_INPUT", "removeComponents")
+
+    error = await refused(api, UPDATE_SERVICE, {"id": service_id, "removeComponents": ["x"]}, token)
+    assert (error.code, error.field) == ("NOT_FOUND", "removeComponents")
+
+    # Each refusal rolled back: the service is as it was.
+    unchanged = (await api.gql(ONE_SERVICE, {"id": service_id}, token))["service"]
+    assert unchanged == service
+
+
+# delete
+
+
+async def test_delete_service_needs_its_name_as_confirmation(api: Api) -> None:
+    _, token = await api.user()
+    service = await create_service(api, token)
+    for confirm in ("", "Shop", "store"):
+        error = await refused(api, DELETE_SERVICE, {"id": service["id"], "confirm": confirm}, token)
+        assert (error.code, error.field) == ("BAD_USER_INPUT", "confirm")
+    assert (await api.gql(ONE_SERVICE, {"id": service["id"]}, token))["service"]["id"]
+
+
+async def test_delete_service_lists_what_went_and_never_reuses_the_slug(api: Api) -> None:
+    _, token = await api.user()
+    service = await create_service(api, token, components=[WEB, DB])
+    removed = (await api.gql(DELETE_SERVICE, {"id": service["id"], "confirm": "shop"}, token))[
+        "deleteService"
+    ]["removed"]
+    assert f"service shop ({service['slug']})" in removed
+    assert "component web (docker)" in removed and "component db (postgres)" in removed
+    assert "data volume of db" in removed
+
+    page = (await api.gql(LIST_SERVICES, {}, token))["services"]
+    assert page["totalCount"] == 0 and page["items"] == []
+    error = await refused(api, ONE_SERVICE, {"id": service["id"]}, token)
+    assert error.code == "NOT_FOUND"
+
+    assert await Service.filter(slug=service["slug"]).count() == 1
+    again = await create_service(api, token)
+    assert again["slug"] != service["slug"]
+
+
+# env vars
+
+
+async def test_env_vars_service_wide_and_per_component(api: Api) -> None:
+    _, token = await api.user()
+    service = await create_service(api, token, components=[WEB, DB])
+    service_id = service["id"]
+
+    shared = await api.gql(
+        SET_ENV_VARS, {"serviceId": service_id, "vars": [{"key": "MODE", "value": "live"}]}, token
+    )
+    assert shared["setEnvVars"] == [{"key": "MODE", "value": "live", "component": None}]
+    variables = {
+        "serviceId": service_id,
+        "vars": [{"key": "PASSWORD", "value": "s3cret value"}, {"key": "A", "value": "1"}],
+        "component": "db",
+    }
+    own = (await api.gql(SET_ENV_VARS, variables, token))["setEnvVars"]
+    assert {(v["key"], v["value"], v["component"]) for v in own} == {
+        ("PASSWORD", "s3cret value", "db"),
+        ("A", "1", "db"),
+    }
+
+    seen = (await api.gql(SERVICE_ENV_VARS, {"id": service_id}, token))["service"]["envVars"]
+    assert seen == [
+        {"key": "MODE", "value": "live", "component": None},
+        {"key": "A", "value": "1", "component": "db"},
+        {"key": "PASSWORD", "value": "s3cret value", "component": "db"},
+    ]
+
+    _, admin = await api.user(role=Role.ADMIN)
+    as_admin = (await api.gql(SERVICE_ENV_VARS, {"id": service_id}, admin))["service"]["envVars"]
+    assert [(v["key"], v["value"]) for v in as_admin] == [
+        ("MODE", None),
+        ("A", None),
+        ("PASSWORD", None),
+    ]
+
+    stored = await EnvVar.get(service_id=int(service_id), key="PASSWORD")
+    assert "s3cret" not in stored.value_encrypted
+    assert SecretBox(TEST_SECRET).decrypt(stored.value_encrypted) == "s3cret value"
+    assert stored.scope == "db"
+
+
+async def test_setting_an_env_var_again_updates_its_row(api: Api) -> None:
+    _, token = await api.user()
+    service = await create_service(api, token)
+    for value in ("first", "second"):
+        await api.gql(
+            SET_ENV_VARS,
+            {"serviceId": service["id"], "vars": [{"key": "TOKEN", "value": value}]},
+            token,
+        )
+    rows = await EnvVar.filter(service_id=int(service["id"]), key="TOKEN")
+    assert len(rows) == 1
+    assert SecretBox(TEST_SECRET).decrypt(rows[0].value_encrypted) == "second"
+
+
+async def test_delete_env_vars_answers_the_count_and_unknown_components_are_not_found(
+    api: Api,
+) -> None:
+    _, token = await api.user()
+    service = await create_service(api, token)
+    service_id = service["id"]
+    pairs = [{"key": key, "value": "v"} for key in ("A", "B", "C")]
+    await api.gql(SET_ENV_VARS, {"serviceId": service_id, "vars": pairs}, token)
+    await api.gql(SET_ENV_VARS, {"serviceId": service_id, "vars": pairs, "component": "web"}, token)
+
+    deleted = await api.gql(
+        DELETE_ENV_VARS, {"serviceId": service_id, "keys": ["A", "B", "Z"]}, token
+    )
+    assert deleted["deleteEnvVars"] == 2
+    left = (await api.gql(SERVICE_ENV_VARS, {"id": service_id}, token))["service"]["envVars"]
+    assert [(v["key"], v["component"]) for v in left] == [
+        ("C", None),
+        ("A", "web"),
+        ("B", "web"),
+        ("C", "web"),
+    ]
+
+    for query, variables in (
+        (SET_ENV_VARS, {"vars": [{"key": "A", "value": "v"}]}),
+        (DELETE_ENV_VARS, {"keys": ["A"]}),
+    ):
+        error = await refused(
+            api, query, {"serviceId": service_id, "component": "nope", **variables}, token
+        )
+        assert (error.code, error.field) == ("NOT_FOUND", "component")
+
+
+# no N+1
+
+
+@contextmanager
+def counted_statements() -> Iterator[list[str]]:
+    """Every SQL statement Tortoise sends while the block runs."""
+    statements: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if not message.startswith(("Created connection pool", "Closed connection pool")):
+                statements.append(message)
+
+    logger = logging.getLogger("tortoise.db_client")
+    handler = Collect(level=logging.DEBUG)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield statements
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+LIST_NAMES = "{ services(limit: 100) { items { id name components { name hostname } } } }"
+
+
+async def statements_listing(api: Api, token: str) -> tuple[int, int]:
+    await api.gql("{ services { totalCount } }", token=token)  # the token's first use is stamped
+    with counted_statements() as statements:
+        items = (await api.gql(LIST_NAMES, token=token))["services"]["items"]
+    return len(items), len(statements)
+
+
+async def test_listing_services_runs_the_same_statements_for_1_or_100(api: Api) -> None:
+    box = SecretBox(TEST_SECRET)
+    components = [
+        services.ComponentSpec(name="web", type=ComponentType.DOCKER, image="nginx"),
+        services.ComponentSpec(name="db", type=ComponentType.POSTGRES),
+    ]
+    one_user, one_token = await api.user()
+    many_user, many_token = await api.user()
+    await services.create_service(one_user, "solo", components, box)
+    for number in range(100):
+        await services.create_service(many_user, f"app{number}", components, box)
+
+    one = await statements_listing(api, one_token)
+    many = await statements_listing(api, many_token)
+    assert one[0] == 1 and many[0] == 100
+    assert one[1] == many[1] > 0
+
+
+# operations whose backend comes later
+
+
+DEPLOY = """
+    mutation ($serviceId: ID!, $only: [String!]) {
+        deployService(serviceId: $serviceId, only: $only) { jobId }
+    }
+"""
+STOP = "mutation ($s: ID!, $c: String!) { stopContainer(serviceId: $s, containerId: $c) }"
+RESTART = "mutation ($s: ID!, $c: String!) { restartContainer(serviceId: $s, containerId: $c) }"
+
+
+async def test_deploy_validates_then_answers_not_configured(api: Api) -> None:
+    _, token = await api.user()
+    _, stranger = await api.user()
+    service = await create_service(api, token, components=[WEB, DB])
+
+    error = await refused(api, DEPLOY, {"serviceId": service["id"], "only": ["nope"]}, token)
+    assert (error.code, error.field) == ("NOT_FOUND", "only")
+    error = await refused(api, DEPLOY, {"serviceId": service["id"], "only": ["web"]}, stranger)
+    assert error.code == "NOT_FOUND"
+    for only in (["web"], None):
+        error = await refused(api, DEPLOY, {"serviceId": service["id"], "only": only}, token)
+        assert error.code == "NOT_CONFIGURED"
+
+
+@pytest.mark.parametrize("query", [STOP, RESTART], ids=["stop", "restart"])
+async def test_container_operations_validate_then_answer_not_configured(
+    api: Api, query: str
+) -> None:
+    _, token = await api.user()
+    _, stranger = await api.user()
+    service = await create_service(api, token, components=[WEB, DB])
+
+    error = await refused(api, query, {"s": service["id"], "c": "ghost"}, token)
+    assert (error.code, error.field) == ("NOT_FOUND", "containerId")
+    error = await refused(api, query, {"s": service["id"], "c": "web"}, stranger)
+    assert error.code == "NOT_FOUND"
+    error = await refused(api, query, {"s": service["id"], "c": "db"}, token)
+    assert error.code == "NOT_CONFIGURED"
+
+
+# audit
+
+
+AUDIT_LOGS = """
+    query ($action: String) {
+        auditLogs(action: $action) {
+            totalCount items { action outcome actorEmail ip targetType targetId metadata }
+        }
+    }
+"""
+
+
+async def test_create_service_is_audited_on_success_and_failure(api: Api) -> None:
+    user, token = await api.user()
+    service = await create_service(api, token)
+    await refused(api, CREATE_SERVICE, {"name": "admin", "components": [WEB]}, token)
+
+    _, admin = await api.user(role=Role.ADMIN)
+    log = (await api.gql(AUDIT_LOGS, {"action": "createService"}, admin))["auditLogs"]
+    assert log["totalCount"] == 2
+    failure, success = log["items"]
+    for entry in (failure, success):
+        assert entry["action"] == "createService"
+        assert entry["actorEmail"] == user.email
+        assert entry["ip"] == "127.0.0.1"
+        assert entry["targetType"] == "service"
+    assert success["outcome"] == AuditOutcome.SUCCESS.name
+    assert success["targetId"] == service["id"]
+    assert failure["outcome"] == AuditOutcome.FAILURE.name
+    assert failure["metadata"] == {"code": "BAD_USER_INPUT"}
+
+
+# what reaches a client
+
+
+def assert_no_internals(body: dict[str, Any]) -> None:
+    text = str(body)
+    for leak in ("Traceback", 'File "', "SELECT", "INSERT", "tortoise", "digi_core"):
+        assert leak not in text
+
+
+async def test_graphql_errors_are_graphqls_own_and_leak_nothing(api: Api) -> None:
+    _, token = await api.user()
+
+    _, body = await api.post("{ services { items { id ", token=token)
+    assert body["errors"][0]["message"].startswith("Syntax Error:")
+    assert_no_internals(body)
+
+    query = "query ($limit: Int!) { services(limit: $limit) { totalCount } }"
+    _, body = await api.post(query, {"limit": "ten"}, token)
+    message = body["errors"][0]["message"]
+    assert message.startswith("Variable '$limit' got invalid value 'ten'")
+    assert "Int cannot represent" in message
+    assert_no_internals(body)
+
+    _, body = await api.post(ONE_SERVICE, {"id": "abc"}, token)
+    assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    assert body["data"] is None
+    assert_no_internals(body)
