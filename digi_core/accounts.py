@@ -210,7 +210,8 @@ async def verify_email(secret: str, plaintext: str) -> User:
 
 
 async def reset_password(secret: str, plaintext: str, new_password: str) -> User:
-    """Sets the new password and signs the user out everywhere."""
+    """Sets the new password and ends every browser session (API tokens stay: revoke them
+    one by one, since scripts and CI hold them)."""
     user = await use_one_time_token(secret, plaintext, OneTimePurpose.RESET_PASSWORD)
     await set_password(user, new_password)
     await revoke_all(user, kind=TokenKind.SESSION)

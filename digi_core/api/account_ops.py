@@ -10,7 +10,7 @@ from digi_core import accounts
 from digi_core.api.auditing import mutation
 from digi_core.api.context import Info
 from digi_core.api.types import ApiToken, NewApiToken, User
-from digi_core.errors import BadUserInput, NotFound
+from digi_core.errors import BadUserInput, NotFound, RateLimited
 from digi_core.mail import password_reset_email, verification_email
 from digi_core.models import ApiToken as ApiTokenRow
 from digi_core.models import OneTimePurpose, TokenKind
@@ -55,8 +55,14 @@ class AccountMutation:
     async def sign_in(
         self, info: Info, email: str, password: str, token_name: str = "digi cli"
     ) -> NewApiToken:
+        info.context.audit_metadata["email"] = email.strip().lower()[:254]
         await info.context.rate_limit("sign-in", email)
-        user = await accounts.sign_in(email, password)
+        try:
+            user = await accounts.sign_in(email, password)
+        except RateLimited as error:  # a locked account: 429 and Retry-After, as over REST
+            info.context.mark_rate_limited(error)
+            raise
+        info.context.audit_actor = user
         row, plaintext = await accounts.issue_token(
             info.context.settings.secret_value, user, token_name
         )

@@ -47,7 +47,10 @@ class ProxmoxNodeInput:
     max_memory_mb: int | None = None
 
     def validate(self) -> None:
-        validate_label(self.name.lower(), what="name") if self.name else None
+        try:
+            validate_label(self.name, what="name")
+        except ValueError as error:
+            raise BadUserInput(str(error), field="name") from None
         url = urlsplit(self.api_url)
         if url.scheme != "https" or not url.hostname:
             raise BadUserInput("apiUrl must be https://host:8006", field="apiUrl")

@@ -13,7 +13,8 @@ from digi_core.errors import DigiError
 from digi_core.models import AuditOutcome
 
 # The argument that names a mutation's target, by target type, in resolver (snake_case) names.
-TARGET_ARGUMENTS = ("id", "service_id", "user_id", "job_id", "deployment_id", "code", "name")
+# Not ``name``: names are not unique (createService's target is the id of the service it made).
+TARGET_ARGUMENTS = ("id", "service_id", "user_id", "job_id", "deployment_id", "code")
 
 
 class Audited(FieldExtension):
@@ -34,11 +35,12 @@ class Audited(FieldExtension):
             result = await next_(source, info, **kwargs)
         except Exception as error:
             code = error.code if isinstance(error, DigiError) else "INTERNAL"
-            await self._record(context, action, target_id, AuditOutcome.FAILURE, {"code": code})
+            metadata = {**context.audit_metadata, "code": code}
+            await self._record(context, action, target_id, AuditOutcome.FAILURE, metadata)
             raise
         if target_id is None:
-            target_id = getattr(result, "id", None)
-        await self._record(context, action, target_id, AuditOutcome.SUCCESS, {})
+            target_id = getattr(result, "id", None) or getattr(context.audit_actor, "id", None)
+        await self._record(context, action, target_id, AuditOutcome.SUCCESS, context.audit_metadata)
         return result
 
     async def _record(
@@ -50,7 +52,7 @@ class Audited(FieldExtension):
         metadata: dict[str, Any],
     ) -> None:
         try:
-            actor = await context.current_user()
+            actor = context.audit_actor or await context.current_user()
         except DigiError:
             actor = None  # an invalid token is itself the failure being recorded
         await audit.record(

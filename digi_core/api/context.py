@@ -60,6 +60,9 @@ class Context:
     _user: User | None = field(default=None, init=False)
     _token: ApiToken | None = field(default=None, init=False)
     _default_domain: str | None = field(default=None, init=False)
+    # Set by resolvers that learn who acts only as they run (signIn): the audit log's actor.
+    audit_actor: User | None = field(default=None, init=False)
+    audit_metadata: dict[str, Any] = field(default_factory=dict, init=False)
 
     @property
     def settings(self) -> Settings:

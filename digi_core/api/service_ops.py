@@ -25,6 +25,8 @@ from digi_core.models import Component, ComponentType, Deployment, Role
 from digi_core.models import Service as ServiceRow
 from digi_core.names import validate_component_name
 
+MAX_LOG_TAIL = 10_000
+
 
 @strawberry.input
 class EnvVarInput:
@@ -279,7 +281,8 @@ class ServiceSubscription:
         self, info: Info, service_id: strawberry.ID, container_id: str, tail: int = 100
     ) -> AsyncGenerator[LogLine, None]:
         await info.context.recheck()
-        page_limit(tail, field_name="tail") if tail > 0 else None
+        if not 0 <= tail <= MAX_LOG_TAIL:
+            raise BadUserInput(f"tail must be between 0 and {MAX_LOG_TAIL}", field="tail")
         await _container_of(info, service_id, container_id)
         raise NotBuiltYet("the deploy pipeline", "containerLogs")
         yield  # pragma: no cover - makes this an async generator

@@ -20,6 +20,7 @@ from digi_core.errors import DigiError
 from digi_core.events import make_event_bus
 from digi_core.mail import Mailer
 from digi_core.plugins import Registry, make_plugin_manager
+from digi_core.providers import ComputeProvider
 from digi_core.ratelimit import make_rate_limiter
 from digi_core.server.auth_routes import setup_auth_routes
 from digi_core.server.health import healthz
@@ -54,6 +55,7 @@ def init_app(
     app[MAILER] = Mailer(settings)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(compute_ctx)
     app.cleanup_ctx.append(background_ctx)
     setup_routes(app, settings)
     return app
@@ -84,6 +86,18 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[EVENT_BUS].close()
     if client is not None:
         await client.aclose()
+
+
+async def compute_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The compute provider in use is started once before first use and closed at shutdown."""
+    settings = app[SETTINGS]
+    # Not loaded: the operations that need it answer NOT_CONFIGURED through Registry.get.
+    provider = app[REGISTRY].providers(ComputeProvider).get(settings.compute)
+    if provider is not None:
+        await provider.start(settings)
+    yield
+    if provider is not None:
+        await provider.close()
 
 
 async def background_ctx(app: web.Application) -> AsyncIterator[None]:

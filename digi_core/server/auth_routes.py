@@ -38,10 +38,17 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 async def _audited(
-    request: web.Request, action: str, user: User | None, error: DigiError | None
+    request: web.Request,
+    action: str,
+    user: User | None,
+    error: DigiError | None,
+    *,
+    email: str | None = None,
 ) -> None:
     outcome = AuditOutcome.FAILURE if error else AuditOutcome.SUCCESS
-    metadata = {"code": error.code} if error else {}
+    metadata: dict[str, str] = {"code": error.code} if error else {}
+    if email:  # which account a failed sign-in tried: the pattern of an attack
+        metadata["email"] = email.strip().lower()[:254]
     await audit.record(
         action,
         actor=user,
@@ -88,7 +95,7 @@ async def sign_in(request: web.Request) -> web.Response:
         await context.rate_limit("sign-in", body.get("email"))
         user = await accounts.sign_in(body.get("email", ""), body.get("password", ""))
     except DigiError as error:
-        await _audited(request, "signIn", None, error)
+        await _audited(request, "signIn", None, error, email=body.get("email", ""))
         return _error(error)
     await _audited(request, "signIn", user, None)
     return await _start_session(request, user, status=200)
