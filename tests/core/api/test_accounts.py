@@ -570,7 +570,10 @@ async def test_audit_log_records_sign_ins_with_ip_outcome_and_actor(api: Api) ->
     by_outcome = {entry["outcome"]: entry for entry in page["items"]}
     assert by_outcome["SUCCESS"]["actorId"] == str(user.id)
     assert by_outcome["SUCCESS"]["actorEmail"] == "watched@example.com"
-    assert by_outcome["FAILURE"]["metadata"] == {"code": "UNAUTHENTICATED"}
+    assert by_outcome["FAILURE"]["metadata"] == {
+        "code": "UNAUTHENTICATED",
+        "email": "watched@example.com",
+    }
 
 
 async def test_audit_log_filters_by_action_actor_and_target_type(api: Api) -> None:
