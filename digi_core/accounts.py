@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -13,8 +14,12 @@ from tortoise.expressions import Q
 
 from digi_core.crypto import token_hash
 from digi_core.errors import BadUserInput, Conflict, NotFound, RateLimited, Unauthenticated
+from digi_core.mail import Mailer, MailError, password_reset_email, verification_email
 from digi_core.models import ApiToken, OneTimePurpose, OneTimeToken, Role, TokenKind, User
-from digi_core.names import check_password_rules, validate_email
+from digi_core.names import check_password_rules, normalize_email, validate_email
+
+if TYPE_CHECKING:
+    from digi_core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -276,3 +281,35 @@ async def delete_account(user: User) -> None:
     user.suspended_at = user.suspended_at or moment
     user.deleted_at = moment
     await user.save()
+
+
+async def send_verification_email(settings: Settings, mailer: Mailer, user: User) -> None:
+    token = await issue_one_time_token(settings.secret_value, user, OneTimePurpose.VERIFY_EMAIL)
+    hours = _hours(ONE_TIME_LIFETIME[OneTimePurpose.VERIFY_EMAIL])
+    subject, text = verification_email(settings.base_url, token, valid_hours=hours)
+    await _send(mailer, user.email, subject, text)
+
+
+async def send_password_reset_email(settings: Settings, mailer: Mailer, email: str) -> None:
+    """Mail a reset link when the email has an active account; silently nothing otherwise,
+    so the answer never tells whether an account exists."""
+    user = await User.get_or_none(email=normalize_email(email), suspended_at__isnull=True)
+    if user is None:
+        return
+    token = await issue_one_time_token(settings.secret_value, user, OneTimePurpose.RESET_PASSWORD)
+    hours = _hours(ONE_TIME_LIFETIME[OneTimePurpose.RESET_PASSWORD])
+    subject, text = password_reset_email(settings.base_url, token, valid_hours=hours)
+    await _send(mailer, user.email, subject, text)
+
+
+async def _send(mailer: Mailer, to: str, subject: str, text: str) -> None:
+    # A mail server that is down must not undo a sign-up or tell which emails exist:
+    # the operator reads why in the log, and the user can ask for the mail again.
+    try:
+        await mailer.send(to, subject, text)
+    except MailError as error:
+        log.error("could not send %r to %s: %s", subject, to, error)
+
+
+def _hours(lifetime: timedelta) -> int:
+    return int(lifetime.total_seconds() // 3600)

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir, alias="DIGI_DATA_DIR")
     database_url: str = Field("", alias="DATABASE_URL")
     redis_url: str | None = Field(None, alias="REDIS_URL")
+    # Keeps two Digi installations (or test runs) on one Redis apart.
+    redis_prefix: str = Field(
+        "digi:", alias="DIGI_REDIS_PREFIX", pattern=r"^[A-Za-z0-9_.:-]{1,64}$"
+    )
     secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("DIGI_SECRET", "BETTER_AUTH_SECRET")
     )

@@ -157,19 +157,20 @@ class RedisBus(EventBus):
     subscription holds one Redis connection of its own while it is active.
     """
 
-    def __init__(self, redis_client: redis.Redis) -> None:
+    def __init__(self, redis_client: redis.Redis, prefix: str = REDIS_CHANNEL_PREFIX) -> None:
         self._redis = redis_client
+        self._prefix = prefix
         self._active: set[PubSub] = set()
         self._closed = False
 
     async def publish(self, channel: str, event: Event) -> None:
         self._check_open()
-        await self._redis.publish(REDIS_CHANNEL_PREFIX + channel, json.dumps(event))
+        await self._redis.publish(self._prefix + channel, json.dumps(event))
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Event]]:
         self._check_open()
-        redis_channel = REDIS_CHANNEL_PREFIX + channel
+        redis_channel = self._prefix + channel
         pubsub = self._redis.pubsub()
         try:
             await pubsub.subscribe(redis_channel)
@@ -213,8 +214,10 @@ async def _release(pubsub: PubSub) -> None:
         log.warning("could not close a Redis subscription cleanly", exc_info=True)
 
 
-def make_event_bus(redis_client: redis.Redis | None) -> EventBus:
+def make_event_bus(
+    redis_client: redis.Redis | None, prefix: str = REDIS_CHANNEL_PREFIX
+) -> EventBus:
     """A bus across processes when Redis is configured, in-process otherwise."""
     if redis_client is None:
         return MemoryBus()
-    return RedisBus(redis_client)
+    return RedisBus(redis_client, prefix)

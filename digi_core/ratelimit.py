@@ -75,19 +75,20 @@ class RateLimiter(abc.ABC):
 class RedisRateLimiter(RateLimiter):
     """Shares counts between every process on the same Redis; the client stays the caller's."""
 
-    def __init__(self, redis_client: redis.Redis) -> None:
+    def __init__(self, redis_client: redis.Redis, prefix: str = REDIS_KEY_PREFIX) -> None:
         self._redis = redis_client
+        self._prefix = prefix
         self._sliding_window = redis_client.register_script(_SLIDING_WINDOW)
 
     async def _record_attempt(self, key: str, limit: int, window_seconds: int) -> float:
         # The random member keeps two attempts in the same millisecond apart in the sorted set.
         wait_ms = await self._sliding_window(
-            keys=[REDIS_KEY_PREFIX + key], args=[window_seconds * 1000, limit, uuid.uuid4().hex]
+            keys=[self._prefix + key], args=[window_seconds * 1000, limit, uuid.uuid4().hex]
         )
         return int(wait_ms) / 1000
 
     async def reset(self, key: str) -> None:
-        await self._redis.delete(REDIS_KEY_PREFIX + key)
+        await self._redis.delete(self._prefix + key)
 
 
 @dataclass
@@ -128,8 +129,10 @@ class MemoryRateLimiter(RateLimiter):
         }
 
 
-def make_rate_limiter(redis_client: redis.Redis | None) -> RateLimiter:
+def make_rate_limiter(
+    redis_client: redis.Redis | None, prefix: str = REDIS_KEY_PREFIX
+) -> RateLimiter:
     """Counts shared across processes when Redis is configured, per process otherwise."""
     if redis_client is None:
         return MemoryRateLimiter()
-    return RedisRateLimiter(redis_client)
+    return RedisRateLimiter(redis_client, prefix)

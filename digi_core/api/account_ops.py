@@ -11,22 +11,10 @@ from digi_core.api.auditing import mutation
 from digi_core.api.context import Info
 from digi_core.api.types import ApiToken, NewApiToken, User
 from digi_core.errors import BadUserInput, NotFound, RateLimited
-from digi_core.mail import password_reset_email, verification_email
 from digi_core.models import ApiToken as ApiTokenRow
-from digi_core.models import OneTimePurpose, TokenKind
-from digi_core.models import User as UserRow
+from digi_core.models import TokenKind
 
 MAX_TOKEN_DAYS = 3650
-
-
-async def send_verification(info: Info, user: UserRow) -> None:
-    context = info.context
-    token = await accounts.issue_one_time_token(
-        context.settings.secret_value, user, OneTimePurpose.VERIFY_EMAIL
-    )
-    hours = int(accounts.ONE_TIME_LIFETIME[OneTimePurpose.VERIFY_EMAIL].total_seconds() // 3600)
-    subject, text = verification_email(context.settings.base_url, token, valid_hours=hours)
-    await context.mailer.send(user.email, subject, text)
 
 
 @strawberry.type
@@ -48,7 +36,7 @@ class AccountMutation:
     async def sign_up(self, info: Info, email: str, password: str, name: str = "") -> User:
         await info.context.rate_limit("sign-up", email)
         user = await accounts.create_user(email, password, name)
-        await send_verification(info, user)
+        await accounts.send_verification_email(info.context.settings, info.context.mailer, user)
         return User.of(user)
 
     @mutation("user", description="Exchange email and password for a new named API token.")
@@ -87,7 +75,7 @@ class AccountMutation:
         user = await info.context.require_user()
         await info.context.rate_limit("verify", user.email)
         if user.email_verified_at is None:
-            await send_verification(info, user)
+            await accounts.send_verification_email(info.context.settings, info.context.mailer, user)
         return True
 
     @mutation(
@@ -96,19 +84,7 @@ class AccountMutation:
     )
     async def request_password_reset(self, info: Info, email: str) -> bool:
         await info.context.rate_limit("reset", email)
-        user = await UserRow.get_or_none(email=email.strip().lower(), suspended_at__isnull=True)
-        if user is not None:
-            context = info.context
-            token = await accounts.issue_one_time_token(
-                context.settings.secret_value, user, OneTimePurpose.RESET_PASSWORD
-            )
-            hours = int(
-                accounts.ONE_TIME_LIFETIME[OneTimePurpose.RESET_PASSWORD].total_seconds() // 3600
-            )
-            subject, text = password_reset_email(
-                context.settings.base_url, token, valid_hours=hours
-            )
-            await context.mailer.send(user.email, subject, text)
+        await accounts.send_password_reset_email(info.context.settings, info.context.mailer, email)
         return True
 
     @mutation("user", description="Set a new password with the token from the reset email.")

@@ -80,8 +80,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     client = redis.Redis.from_url(url) if url else None
     if client is not None:
         app[REDIS] = client
-    app[EVENT_BUS] = make_event_bus(client)
-    app[RATE_LIMITER] = make_rate_limiter(client)
+    prefix = app[SETTINGS].redis_prefix
+    app[EVENT_BUS] = make_event_bus(client, prefix)
+    app[RATE_LIMITER] = make_rate_limiter(client, prefix + "ratelimit:")
     yield
     await app[EVENT_BUS].close()
     if client is not None:

@@ -10,8 +10,7 @@ from aiohttp import web
 from digi_core import accounts, audit
 from digi_core.api.context import SESSION_COOKIE, Context, bearer_token
 from digi_core.errors import BadUserInput, DigiError, RateLimited
-from digi_core.mail import password_reset_email, verification_email
-from digi_core.models import AuditOutcome, OneTimePurpose, TokenKind, User
+from digi_core.models import AuditOutcome, TokenKind, User
 from digi_core.server.keys import MAILER, SETTINGS
 
 
@@ -80,7 +79,7 @@ async def sign_up(request: web.Request) -> web.Response:
         user = await accounts.create_user(
             body.get("email", ""), body.get("password", ""), body.get("name", "")
         )
-        await _send_verification(request, user)
+        await accounts.send_verification_email(request.app[SETTINGS], request.app[MAILER], user)
     except DigiError as error:
         await _audited(request, "signUp", user, error)
         return _error(error)
@@ -136,17 +135,7 @@ async def request_password_reset(request: web.Request) -> web.Response:
         await context.rate_limit("reset", email)
     except DigiError as error:
         return _error(error)
-    user = await User.get_or_none(email=email, suspended_at__isnull=True)
-    if user is not None:
-        settings = request.app[SETTINGS]
-        token = await accounts.issue_one_time_token(
-            settings.secret_value, user, OneTimePurpose.RESET_PASSWORD
-        )
-        hours = int(
-            accounts.ONE_TIME_LIFETIME[OneTimePurpose.RESET_PASSWORD].total_seconds() // 3600
-        )
-        subject, text = password_reset_email(settings.base_url, token, valid_hours=hours)
-        await request.app[MAILER].send(user.email, subject, text)
+    await accounts.send_password_reset_email(request.app[SETTINGS], request.app[MAILER], email)
     # The same answer either way: whether an email has an account is not told.
     return web.json_response({"ok": True})
 
@@ -163,16 +152,6 @@ async def reset_password(request: web.Request) -> web.Response:
         return _error(error)
     await _audited(request, "resetPassword", user, None)
     return web.json_response({"ok": True})
-
-
-async def _send_verification(request: web.Request, user: User) -> None:
-    settings = request.app[SETTINGS]
-    token = await accounts.issue_one_time_token(
-        settings.secret_value, user, OneTimePurpose.VERIFY_EMAIL
-    )
-    hours = int(accounts.ONE_TIME_LIFETIME[OneTimePurpose.VERIFY_EMAIL].total_seconds() // 3600)
-    subject, text = verification_email(settings.base_url, token, valid_hours=hours)
-    await request.app[MAILER].send(user.email, subject, text)
 
 
 async def _start_session(request: web.Request, user: User, *, status: int) -> web.Response:

@@ -7,6 +7,7 @@ import asyncio
 import email
 import re
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -15,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as redis
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
 
@@ -130,7 +130,7 @@ async def api(
     inbox: Inbox,
     postgres_url: str,
 ) -> AsyncIterator[Api]:
-    """The whole app on a loopback port, on each backend, with a clean rate-limit state."""
+    """The whole app on a loopback port, on each backend, with a Redis namespace of its own."""
     overrides: dict[str, Any] = {
         "DIGI_SECRET": TEST_SECRET,
         "DIGI_DATA_DIR": tmp_path / "data",
@@ -142,11 +142,8 @@ async def api(
     if request.param == "postgres+redis":
         overrides["DATABASE_URL"] = postgres_url
         overrides["REDIS_URL"] = REDIS_URL
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = [key async for key in client.scan_iter("digi:ratelimit:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+        # A prefix of its own: no other test or concurrent run shares its counts or channels.
+        overrides["DIGI_REDIS_PREFIX"] = f"digitest{uuid.uuid4().hex[:12]}:"
     settings = load_settings(**overrides)
     await db.upgrade(settings)
     test_client = TestClient(TestServer(init_app(settings)))

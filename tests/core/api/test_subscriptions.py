@@ -78,7 +78,7 @@ async def test_status_events_arrive_in_order_after_the_current_state(api: Api) -
     # Another API process publishes (on Redis), or this one (in-process).
     if api.backend == "postgres+redis":
         client = redis.Redis.from_url(REDIS_URL)
-        publisher: Any = RedisBus(client)
+        publisher: Any = RedisBus(client, api.settings.redis_prefix)
     else:
         client, publisher = None, api.client.app[EVENT_BUS]
     for status, message in (
@@ -109,7 +109,7 @@ async def test_a_subscriber_that_leaves_leaves_nothing_subscribed(api: Api) -> N
     await websocket.receive_json(timeout=10)  # the current state: the subscription is live
     if api.backend == "postgres+redis":
         client = redis.Redis.from_url(REDIS_URL)
-        channel = f"digi:deployment:{job_id}"
+        channel = f"{api.settings.redis_prefix}deployment:{job_id}"
         assert (await client.pubsub_numsub(channel))[0][1] == 1
         await websocket.close()  # the client just goes away, without "complete"
         for _ in range(50):
