@@ -71,7 +71,9 @@ def _validated(spec: ComponentSpec) -> ComponentSpec:
     if spec.start_command is not None and (
         len(spec.start_command) > 4096 or "\x00" in spec.start_command
     ):
-        raise BadUserInput("startCommand must be at most 4096 characters", field="startCommand")
+        raise BadUserInput(
+            "startCommand must be at most 4096 characters, without NUL", field="startCommand"
+        )
     if spec.port is not None:
         spec.port = names.validate_port(spec.port)
     if spec.healthcheck_path is not None:
