@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # Domains and routing
     platform_domain: str = Field("localhost", alias="PLATFORM_DOMAIN")
     master_caddy_url: str | None = Field(None, alias="MASTER_CADDY_URL")
+    # The Caddy that Digi runs on this machine (the embedded default's only one).
+    caddy_admin_url: str = Field("http://127.0.0.1:2019", alias="DIGI_CADDY_ADMIN_URL")
+    http_port: int = Field(8080, alias="DIGI_HTTP_PORT", ge=1, le=65535)
 
     # Proxmox VE: the first compute node, added at start-up when set
     proxmox_url: str | None = Field(None, alias="PROXMOX_URL")

@@ -12,6 +12,9 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v caddy >/dev/null 2>&1 || missing+=(caddy)
 command -v git >/dev/null 2>&1 || missing+=(git)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+# A static busybox is the root filesystem of the small images Digi builds offline (tests,
+# examples): no registry needs to be reachable.
+[ -x /bin/busybox ] || missing+=(busybox-static)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing from Debian: ${missing[*]}"

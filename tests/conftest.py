@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import secrets
 import sys
+import tarfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiodocker
 import asyncpg
 import pytest
 import redis
@@ -124,3 +127,75 @@ def subprocess_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env["HOME"] = str(tmp_path / "home")
     env.pop("XDG_DATA_HOME", None)
     yield env
+
+
+BASE_IMAGE = "digi-test-base:latest"
+WEB_IMAGE = "digi-test-web:latest"
+# busybox httpd as the app: / answers "hello from <COMPONENT>", /health answers "ok".
+WEB_DOCKERFILE = b"""\
+FROM digi-test-base:latest
+RUN mkdir -p /www && echo ok > /www/health
+COPY start.sh /start.sh
+CMD ["sh", "/start.sh"]
+"""
+WEB_START = b"""\
+echo "hello from ${COMPONENT:-web}" > /www/index.html
+echo serving
+exec httpd -f -v -p 8000 -h /www
+"""
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+async def docker_images() -> AsyncIterator[dict[str, str]]:
+    """Test images made offline: a base from this machine's static busybox (docker import),
+    and an HTTP app built FROM it through the engine's API builder."""
+    docker = aiodocker.Docker()
+    try:
+        busybox = await asyncio.to_thread(Path("/bin/busybox").read_bytes)
+        applets = ["sh", "httpd", "echo", "sleep", "cat", "mkdir", "nc", "wget", "ls", "env"]
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for directory in ("bin", "tmp", "etc"):
+                info = tarfile.TarInfo(directory)
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o1777 if directory == "tmp" else 0o755
+                archive.addfile(info)
+            info = tarfile.TarInfo("bin/busybox")
+            info.size, info.mode = len(busybox), 0o755
+            archive.addfile(info, io.BytesIO(busybox))
+            for applet in applets:
+                link = tarfile.TarInfo(f"bin/{applet}")
+                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                archive.addfile(link)
+        await _import(docker, buffer.getvalue(), BASE_IMAGE)
+        context = _tar({"Dockerfile": WEB_DOCKERFILE, "start.sh": WEB_START})
+        await docker.images.build(
+            fileobj=io.BytesIO(context), encoding="application/x-tar", tag=WEB_IMAGE
+        )
+        yield {"base": BASE_IMAGE, "web": WEB_IMAGE}
+    finally:
+        await docker.close()
+
+
+async def _import(docker: aiodocker.Docker, rootfs: bytes, tag: str) -> None:
+    repo, _, version = tag.partition(":")
+    async with docker._query(  # the engine's image import (`docker import`) over the API
+        "images/create",
+        method="POST",
+        params={"fromSrc": "-", "repo": repo, "tag": version},
+        data=rootfs,
+        headers={"Content-Type": "application/x-tar"},
+    ) as response:
+        answer = await response.text()
+    assert '"error"' not in answer, answer

@@ -24,21 +24,32 @@ class LocalCompute(ComputeProvider):
 
     def __init__(self) -> None:
         self._docker: aiodocker.Docker | None = None
+        self._host: Host | None = None
 
     async def start(self, settings: Settings) -> None:
         if self._docker is None:
             self._docker = aiodocker.Docker()
+            self._host = Host(
+                id=LOCAL_HOST_ID,
+                docker=self._docker,
+                caddy_admin_url=settings.caddy_admin_url,
+                upstream=f"127.0.0.1:{settings.http_port}",
+            )
 
     async def close(self) -> None:
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
+            self._host = None
 
     async def host_for_service(self, service: Service, log: LogSink) -> Host:
-        raise NotBuiltYet(self.name, "host_for_service")
+        """Every service runs on this machine's engine: nothing to provision."""
+        if self._host is None:
+            raise RuntimeError("LocalCompute.start() was not called")
+        return self._host
 
     async def release_service(self, service: Service) -> None:
-        raise NotBuiltYet(self.name, "release_service")
+        """The engine is shared, not the service's own: nothing to destroy."""
 
     async def hosts(self) -> list[HostStatus]:
         if self._docker is None:
