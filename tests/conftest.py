@@ -9,6 +9,7 @@ import os
 import secrets
 import sys
 import tarfile
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -49,6 +50,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 async def _ping_postgres() -> None:
     connection = await asyncpg.connect(_libpq(POSTGRES_URL), timeout=5)
     await connection.close()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A test that leaves a non-daemon thread behind (an unclosed SQLite connection is one)
+    would hang the interpreter's exit, and CI until its time limit: fail at once instead."""
+    leaked = [
+        thread.name
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
+    ]
+    if leaked:
+        sys.stderr.write(f"\nerror: tests left threads running: {', '.join(leaked)}\n")
+        sys.stderr.flush()
+        os._exit(3)
 
 
 def _libpq(url: str) -> str:

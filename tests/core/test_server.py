@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import strawberry
 from aiohttp.test_utils import TestClient, TestServer
@@ -20,7 +21,7 @@ from digi_core.api.schema import make_schema
 from digi_core.config import Environment, Settings, load_settings
 from digi_core.errors import PlanLimit
 from digi_core.server.app import init_app
-from tests.conftest import DIGI, REDIS_URL, TEST_SECRET
+from tests.conftest import DIGI, POSTGRES_URL, REDIS_URL, TEST_SECRET, _libpq
 
 
 async def _client(settings: Settings) -> TestClient:  # type: ignore[type-arg]
@@ -84,16 +85,30 @@ async def test_healthz_checks_redis_when_configured(tmp_path: Path, clean_env: P
         await without.close()
 
 
-async def test_healthz_names_a_database_that_is_down(tmp_path: Path, clean_env: Path) -> None:
-    settings = load_settings(DIGI_SECRET=TEST_SECRET, DIGI_DATA_DIR=tmp_path / "data")
+async def test_healthz_names_a_database_that_is_down(
+    postgres_url: str, tmp_path: Path, clean_env: Path
+) -> None:
+    """A real outage: PostgreSQL stops taking connections and drops the app's."""
+    settings = load_settings(
+        DIGI_SECRET=TEST_SECRET, DIGI_DATA_DIR=tmp_path / "data", DATABASE_URL=postgres_url
+    )
     client = await _client(settings)
+    name = postgres_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(_libpq(POSTGRES_URL))
     try:
-        await db.close_database()  # the database goes away under the running app
+        assert (await client.get("/healthz")).status == 200
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
         response = await client.get("/healthz")
         assert response.status == 503
-        assert (await response.json())["checks"]["database"].startswith("error:")
+        body = await response.json()
+        assert body["status"] == "fail"
+        assert body["checks"]["database"].startswith("error:")
     finally:
         await client.close()
+        await admin.close()
 
 
 async def test_errors_carry_codes_and_unexpected_ones_are_masked() -> None:
