@@ -161,10 +161,15 @@ async def revoke_token(user: User, token_id: int) -> ApiToken:
     token = await ApiToken.get_or_none(id=token_id, user=user, kind=TokenKind.API)
     if token is None:
         raise NotFound(f"you have no API token {token_id}", field="id")
+    await revoke(token)
+    return token
+
+
+async def revoke(token: ApiToken) -> None:
+    """End one token or session; revoking a revoked one changes nothing."""
     if token.revoked_at is None:
         token.revoked_at = now()
         await token.save(update_fields=["revoked_at"])
-    return token
 
 
 async def revoke_all(user: User, *, kind: TokenKind | None = None) -> None:

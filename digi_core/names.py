@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from digi_core.errors import BadUserInput
+from digi_core.errors import BadUserInput, NotFound
 
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_DOMAIN_LENGTH = 253
@@ -413,3 +413,11 @@ def check_password_rules(
         same_as_email = password.strip().casefold() in candidates
     if too_long_or_short or repeated or same_as_email:
         raise BadUserInput(PASSWORD_RULES, field=field)
+
+
+def record_id(value: object, what: str, *, field: str = "id") -> int:
+    """A database id from a GraphQL ``ID``; one that is not a number names nothing: NOT_FOUND."""
+    try:
+        return int(str(value))
+    except ValueError:
+        raise NotFound(f"no {what} {value}", field=field) from None

@@ -111,11 +111,7 @@ def visible_services(user: User) -> QuerySet[Service]:
 
 async def service_for(user: User, service_id: int | str) -> Service:
     """A service the user may act on; NOT_FOUND for anyone else's (existence is not leaked)."""
-    try:
-        key = int(service_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no service {service_id}", field="id") from None
-    query = Service.filter(id=key, deleted_at__isnull=True)
+    query = Service.filter(id=names.record_id(service_id, "service"), deleted_at__isnull=True)
     if user.role is not Role.ADMIN:
         query = query.filter(owner=user)
     service = await query.first()

@@ -10,9 +10,10 @@ from digi_core import accounts
 from digi_core.api.auditing import mutation
 from digi_core.api.context import Info
 from digi_core.api.types import ApiToken, NewApiToken, User
-from digi_core.errors import BadUserInput, NotFound, RateLimited
+from digi_core.errors import BadUserInput, RateLimited
 from digi_core.models import ApiToken as ApiTokenRow
 from digi_core.models import TokenKind
+from digi_core.names import record_id
 
 MAX_TOKEN_DAYS = 3650
 
@@ -59,10 +60,8 @@ class AccountMutation:
     @mutation("token", description="Revoke the token or session this request came with.")
     async def sign_out(self, info: Info) -> bool:
         await info.context.require_user()
-        token = info.context.token
-        if token is not None and token.revoked_at is None:
-            token.revoked_at = accounts.now()
-            await token.save(update_fields=["revoked_at"])
+        if info.context.token is not None:
+            await accounts.revoke(info.context.token)
         return True
 
     @mutation("user", description="Confirm an email address with the token from the email.")
@@ -114,8 +113,5 @@ class AccountMutation:
     @mutation("token", description="Revoke one of the caller's API tokens.")
     async def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiToken:
         user = await info.context.require_user()
-        try:
-            token_id = int(id)
-        except ValueError:
-            raise NotFound(f"you have no API token {id}", field="id") from None
+        token_id = record_id(id, "API token")
         return ApiToken.of(await accounts.revoke_token(user, token_id))

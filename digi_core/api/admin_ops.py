@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import strawberry
+from tortoise.expressions import Q
 
 from digi_core import accounts, services
 from digi_core.api.auditing import mutation
@@ -14,17 +15,13 @@ from digi_core.api.types import AuditLog, Page, Server, StatsSample, Timeframe, 
 from digi_core.errors import BadUserInput, Conflict, NotBuiltYet, NotFound
 from digi_core.models import AuditLog as AuditLogRow
 from digi_core.models import User as UserRow
-from digi_core.names import validate_label
+from digi_core.names import record_id, validate_label
 from digi_core.providers import ComputeProvider
 
 
 async def _target_user(info: Info, user_id: strawberry.ID) -> tuple[UserRow, UserRow]:
     admin = await info.context.require_admin()
-    try:
-        key = int(user_id)
-    except ValueError:
-        raise NotFound(f"no user {user_id}", field="id") from None
-    user = await UserRow.get_or_none(id=key, deleted_at__isnull=True)
+    user = await UserRow.get_or_none(id=record_id(user_id, "user"), deleted_at__isnull=True)
     if user is None:
         raise NotFound(f"no user {user_id}", field="id")
     if user.id == admin.id:
@@ -77,8 +74,6 @@ class AdminQuery:
         await info.context.require_admin()
         query = UserRow.filter(deleted_at__isnull=True)
         if search:
-            from tortoise.expressions import Q
-
             query = query.filter(Q(email__icontains=search[:64]) | Q(name__icontains=search[:64]))
         total = await query.count()
         rows = (

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import strawberry
 from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
 from digi_core.api.auditing import mutation
 from digi_core.api.context import Info
@@ -15,7 +16,7 @@ from digi_core.errors import BadUserInput, Conflict, Forbidden, NotConfigured, N
 from digi_core.models import Component, DomainKind, Plan, Role
 from digi_core.models import Coupon as CouponRow
 from digi_core.models import Domain as DomainRow
-from digi_core.names import validate_custom_domain, validate_domain
+from digi_core.names import record_id, validate_custom_domain, validate_domain
 from digi_core.providers import BillingProvider
 
 MAX_STORAGE_BLOCKS = 64
@@ -27,13 +28,6 @@ def _billing(info: Info) -> BillingProvider:
             "billing is off on this platform: the operator sets STRIPE_SECRET_KEY to turn it on"
         )
     return info.context.registry.get(BillingProvider, "stripe")
-
-
-def _id(value: strawberry.ID, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise NotFound(f"no {what} {value}", field="id") from None
 
 
 @strawberry.input
@@ -108,7 +102,9 @@ class PlatformMutation:
             row = await DomainRow.create(name=name, kind=DomainKind.PLATFORM, is_default=is_first)
             return Domain.of(row)
         component = await Component.get_or_none(
-            id=_id(component_id, "component"), service__owner=user, service__deleted_at__isnull=True
+            id=record_id(component_id, "component", field="componentId"),
+            service__owner=user,
+            service__deleted_at__isnull=True,
         )
         if component is None:
             raise NotFound(f"you have no component {component_id}", field="componentId")
@@ -131,7 +127,7 @@ class PlatformMutation:
     @mutation("domain", description="Remove your custom domain, or (admins) a platform domain.")
     async def remove_domain(self, info: Info, id: strawberry.ID) -> bool:
         user = await info.context.require_user()
-        row = await DomainRow.get_or_none(id=_id(id, "domain"))
+        row = await DomainRow.get_or_none(id=record_id(id, "domain"))
         if row is None or (row.kind is DomainKind.CUSTOM and row.owner_id != user.id):  # type: ignore[attr-defined]
             raise NotFound(f"no domain {id}", field="id")
         if row.kind is DomainKind.PLATFORM:
@@ -145,11 +141,9 @@ class PlatformMutation:
     @mutation("domain", description="Make a platform domain the default for new URLs (admins).")
     async def set_domain_default(self, info: Info, id: strawberry.ID) -> Domain:
         await info.context.require_admin()
-        row = await DomainRow.get_or_none(id=_id(id, "domain"), kind=DomainKind.PLATFORM)
+        row = await DomainRow.get_or_none(id=record_id(id, "domain"), kind=DomainKind.PLATFORM)
         if row is None:
             raise NotFound(f"no platform domain {id}", field="id")
-        from tortoise.transactions import in_transaction
-
         async with in_transaction():
             await DomainRow.filter(is_default=True).update(is_default=False)
             row.is_default = True
@@ -231,7 +225,7 @@ class PlatformMutation:
 
 
 async def _coupon(coupon_id: strawberry.ID) -> CouponRow:
-    row = await CouponRow.get_or_none(id=_id(coupon_id, "coupon"))
+    row = await CouponRow.get_or_none(id=record_id(coupon_id, "coupon"))
     if row is None:
         raise NotFound(f"no coupon {coupon_id}", field="id")
     return row

@@ -108,8 +108,7 @@ async def sign_out(request: web.Request) -> web.Response:
         except DigiError:
             pass
         else:
-            token.revoked_at = accounts.now()
-            await token.save(update_fields=["revoked_at"])
+            await accounts.revoke(token)
             await _audited(request, "signOut", user, None)
     response = web.json_response({"ok": True})
     response.del_cookie(SESSION_COOKIE, path="/")
