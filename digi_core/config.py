@@ -91,6 +91,24 @@ class Settings(BaseSettings):
     # The Caddy that Digi runs on this machine (the embedded default's only one).
     caddy_admin_url: str = Field("http://127.0.0.1:2019", alias="DIGI_CADDY_ADMIN_URL")
     http_port: int = Field(8080, alias="DIGI_HTTP_PORT", ge=1, le=65535)
+    # Whether `digi server` starts and supervises that Caddy itself (off: one runs already).
+    caddy_manage: bool = Field(True, alias="DIGI_CADDY_MANAGE")
+    caddy_bin: str = Field("caddy", alias="DIGI_CADDY_BIN")
+
+    # Deploys: the worker, health checks, timeouts (seconds) and the plans' container limits
+    run_worker: bool = Field(True, alias="DIGI_RUN_WORKER")
+    worker_concurrency: int = Field(4, alias="DIGI_WORKER_CONCURRENCY", ge=1, le=64)
+    healthcheck_timeout: float = Field(60, alias="DIGI_HEALTHCHECK_TIMEOUT", gt=0, le=3600)
+    stop_timeout: int = Field(5, alias="DIGI_STOP_TIMEOUT", ge=0, le=300)
+    drain_seconds: float = Field(1, alias="DIGI_DRAIN_SECONDS", ge=0, le=300)
+    deploy_timeout: float = Field(1800, alias="DIGI_DEPLOY_TIMEOUT", gt=0)
+    worker_heartbeat: float = Field(5, alias="DIGI_WORKER_HEARTBEAT", gt=0)
+    worker_stale_after: float = Field(30, alias="DIGI_WORKER_STALE_AFTER", gt=0)
+    reconcile_interval: float = Field(30, alias="DIGI_RECONCILE_INTERVAL", gt=0)
+    free_memory_mb: int = Field(512, alias="DIGI_FREE_MEMORY_MB", ge=0)
+    free_cpus: float = Field(0.5, alias="DIGI_FREE_CPUS", ge=0)
+    pro_memory_mb: int = Field(4096, alias="DIGI_PRO_MEMORY_MB", ge=0)
+    pro_cpus: float = Field(2, alias="DIGI_PRO_CPUS", ge=0)
 
     # Proxmox VE: the first compute node, added at start-up when set
     proxmox_url: str | None = Field(None, alias="PROXMOX_URL")
