@@ -1,4 +1,7 @@
-"""Routing through Caddy's JSON admin API: a master tier and one Caddy per host."""
+"""Routing through Caddy's JSON admin API, one Caddy per host (the master tier comes later).
+
+On the embedded default Digi also runs and supervises this machine's Caddy (process.py).
+"""
 
 from __future__ import annotations
 

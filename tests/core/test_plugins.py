@@ -19,7 +19,6 @@ from digi_core.providers import (
     DnsProvider,
     HostStatus,
     LogSink,
-    Router,
     StatsPoint,
 )
 
@@ -87,11 +86,11 @@ def test_each_app_gets_its_own_manager() -> None:
 
 async def test_unbuilt_methods_raise_a_typed_error() -> None:
     registry = Registry(make_plugin_manager())
-    router = registry.get(Router, "caddy")
+    dns = registry.get(DnsProvider, "cloudflare")
     with pytest.raises(NotBuiltYet) as caught:
-        await router.routes(None)  # type: ignore[arg-type]
+        await dns.records()
     assert caught.value.code == "NOT_CONFIGURED"
-    assert "caddy: routes is not implemented yet" in caught.value.message
+    assert "cloudflare: records is not implemented yet" in caught.value.message
     for kind in (DnsProvider, Builder, BillingProvider):
         assert registry.providers(kind)
 
