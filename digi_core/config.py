@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from enum import StrEnum
@@ -191,6 +192,13 @@ class Settings(BaseSettings):
         return self.secret.get_secret_value()
 
     @property
+    def installation_id(self) -> str:
+        """Names this installation on shared hosts (container labels); derived from the
+        secret, so stable across restarts and different between installations."""
+        digest = hashlib.sha256(b"digi-installation:" + self.secret_value.encode())
+        return digest.hexdigest()[:16]
+
+    @property
     def plugins_to_load(self) -> list[str] | None:
         return _plugin_list(self.load_plugins)
 
@@ -244,6 +252,11 @@ def load_settings(**overrides: Any) -> Settings:
         problems.append(
             f"DIGI_SECRET: must be at least {MIN_SECRET_LENGTH} characters long "
             "(openssl rand -hex 32 makes one)"
+        )
+    if not settings.run_worker and settings.redis_url is None:
+        problems.append(
+            "DIGI_RUN_WORKER: false needs REDIS_URL, where `digi worker` processes take the "
+            "deploy jobs; without Redis the server must run them itself"
         )
     if problems:
         raise ConfigError(problems)

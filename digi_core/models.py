@@ -58,10 +58,16 @@ class DeploymentStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"
+    STOPPED = "stopped"
 
     @property
     def final(self) -> bool:
-        return self in {self.RUNNING, self.FAILED, self.CANCELLED, self.SUPERSEDED}
+        return self in {self.RUNNING, self.FAILED, self.CANCELLED, self.SUPERSEDED, self.STOPPED}
+
+    @property
+    def active(self) -> bool:
+        """A worker has it, or will: queued, building or deploying."""
+        return self in {self.QUEUED, self.BUILDING, self.DEPLOYING}
 
 
 class HostStatus(StrEnum):

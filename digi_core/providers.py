@@ -33,7 +33,7 @@ class Provider(ABC):
         """Open connections and read settings. Called once before first use; may be a no-op."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections. Called once at shutdown; must not raise."""
+        """Release connections. Called at shutdown; idempotent, must not raise."""
 
 
 @dataclass
@@ -100,9 +100,15 @@ class ComputeProvider(Provider):
         is left.
         """
 
+    async def connected_hosts(self) -> list[Host]:
+        """The hosts handed out so far that are still there, for the reconciler to look for
+        containers no service owns any more. Default: none."""
+        return []
+
     @abstractmethod
     async def hosts(self) -> list[HostStatus]:
-        """List the hosts or nodes this provider manages, with live status and resources."""
+        """List the hosts or nodes this provider manages, with live status (one of
+        :class:`digi_core.models.HostStatus`'s values) and resources."""
 
     @abstractmethod
     async def host_stats(self, host_id: str, timeframe: str) -> list[StatsPoint]:

@@ -8,6 +8,7 @@ component names only: nothing a user typed reaches Docker unchecked.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,10 @@ LABEL_MANAGED = "digi.managed"
 LABEL_SERVICE = "digi.service"
 LABEL_COMPONENT = "digi.component"
 LABEL_DEPLOYMENT = "digi.deployment"
-HEALTH_POLL_SECONDS = 0.2
+# Which Digi made it: two installations sharing an engine never touch each other's containers.
+LABEL_INSTALLATION = "digi.installation"
+# Health checks poll fast at first (most apps answer within a few hundred ms), then back off.
+HEALTH_POLL_SECONDS = (0.02, 0.05, 0.1, 0.2)
 LAST_LOG_LINES = 20
 
 
@@ -53,6 +57,7 @@ class ContainerSpec:
     memory_bytes: int | None = None
     nano_cpus: int | None = None
     stop_timeout_seconds: int = 5
+    installation: str = ""
 
 
 async def ensure_network(host: Host, service_slug: str) -> str:
@@ -87,12 +92,15 @@ async def run_container(host: Host, spec: ContainerSpec) -> str:
             LABEL_SERVICE: spec.service_slug,
             LABEL_COMPONENT: spec.component,
             LABEL_DEPLOYMENT: str(spec.deployment_id),
+            LABEL_INSTALLATION: spec.installation,
         },
         "StopTimeout": spec.stop_timeout_seconds,
         "HostConfig": {
             # An init as PID 1 forwards SIGTERM, so a stop never waits out the whole timeout.
             "Init": True,
-            "RestartPolicy": {"Name": "unless-stopped"},
+            # No restarts until it proved healthy (keep_running): a crash during the health
+            # check then reports its real exit code instead of a restart loop.
+            "RestartPolicy": {"Name": "no"},
             "NetworkMode": network,
             "Memory": spec.memory_bytes or 0,
             "NanoCpus": spec.nano_cpus or 0,
@@ -102,6 +110,8 @@ async def run_container(host: Host, spec: ContainerSpec) -> str:
     if spec.command:
         config["Cmd"] = spec.command
     name = container_name(spec.service_slug, spec.component, spec.deployment_id)
+    # What an interrupted attempt of this deployment left behind goes first: never two.
+    await stop_and_remove(host, name, graceful=False)
     try:
         container = await host.docker.containers.create(config, name=name)
     except aiodocker.DockerError as error:
@@ -113,6 +123,15 @@ async def run_container(host: Host, spec: ContainerSpec) -> str:
         raise RuntimeFailure(f"Docker refused the container: {error.message}") from None
     await container.start()
     return str(container.id)
+
+
+async def keep_running(host: Host, container_id: str) -> None:
+    """From now on Docker restarts the container when it dies, unless stopped on purpose."""
+    await host.docker._query_json(
+        f"containers/{container_id}/update",
+        method="POST",
+        data={"RestartPolicy": {"Name": "unless-stopped"}},
+    )
 
 
 async def address_on_network(host: Host, container_id: str, service_slug: str) -> str:
@@ -136,6 +155,7 @@ async def wait_healthy(
     container = await host.docker.containers.get(container_id)
     deadline = time.monotonic() + timeout_seconds
     address = await address_on_network(host, container_id, service_slug)
+    polls = 0
     while True:
         details = await container.show()
         state = details["State"]
@@ -152,7 +172,8 @@ async def wait_healthy(
             raise RuntimeFailure(
                 f"no {check} within {timeout_seconds:g} s" + await _last_lines(container)
             )
-        await asyncio.sleep(HEALTH_POLL_SECONDS)
+        await asyncio.sleep(HEALTH_POLL_SECONDS[min(polls, len(HEALTH_POLL_SECONDS) - 1)])
+        polls += 1
 
 
 async def _answers(address: str, port: int, path: str | None) -> bool:
@@ -173,26 +194,113 @@ async def _answers(address: str, port: int, path: str | None) -> bool:
 
 
 async def _last_lines(container: aiodocker.containers.DockerContainer) -> str:
-    lines = await container.log(stdout=True, stderr=True, tail=LAST_LOG_LINES)
+    try:
+        lines = await container.log(stdout=True, stderr=True, tail=LAST_LOG_LINES)
+    except aiodocker.DockerError as error:  # removed meanwhile, say
+        return f"; its output could not be read ({error.message})"
     text = "".join(lines).strip()
     return f"; its last output:\n{text}" if text else "; it printed nothing"
 
 
-async def stop_and_remove(host: Host, container_id: str) -> None:
-    """Stop (within the container's stop timeout) and remove; a missing one is fine."""
+async def stop_and_remove(host: Host, container_id: str, *, graceful: bool = True) -> None:
+    """Stop (within the container's stop timeout, unless not ``graceful``) and remove; a
+    missing one, or one being removed already, is fine. ``container_id`` may be its name."""
     try:
         container = await host.docker.containers.get(container_id)
-        await container.stop()
+        if graceful:
+            await container.stop()
         await container.delete(force=True)
     except aiodocker.DockerError as error:
+        if error.status == 409 and "already in progress" in error.message:
+            return
         if error.status != 404:
             raise
 
 
 async def managed_containers(
-    host: Host, service_slug: str | None = None
+    host: Host, service_slug: str | None = None, *, installation: str | None = None
 ) -> list[dict[str, object]]:
-    """Digi's containers on the host (all, or one service's), as Docker lists them."""
-    label = f"{LABEL_SERVICE}={service_slug}" if service_slug else f"{LABEL_MANAGED}=true"
-    containers = await host.docker.containers.list(all=True, filters={"label": [label]})
+    """Digi's containers on the host (all, one service's, one installation's), as Docker
+    lists them."""
+    labels = [f"{LABEL_MANAGED}=true"]
+    if service_slug:
+        labels.append(f"{LABEL_SERVICE}={service_slug}")
+    if installation is not None:
+        labels.append(f"{LABEL_INSTALLATION}={installation}")
+    containers = await host.docker.containers.list(all=True, filters={"label": labels})
     return [container._container for container in containers]
+
+
+async def ensure_image(host: Host, image: str) -> str:
+    """The image's id on the host, pulled first when it is not there."""
+    try:
+        return str((await host.docker.images.inspect(image))["Id"])
+    except aiodocker.DockerError as error:
+        if error.status != 404:
+            raise
+    try:
+        await host.docker.images.pull(image)
+        return str((await host.docker.images.inspect(image))["Id"])
+    except aiodocker.DockerError as error:
+        raise RuntimeFailure(
+            f"image {image} is not on the host and cannot be pulled ({error.message}): "
+            "check its name and tag, and that the host can reach its registry"
+        ) from None
+
+
+async def pin_image(host: Host, image_id: str, repository: str, tag: str) -> str:
+    """Tag ``image_id`` as ``repository:tag``, so a rollback finds these exact bytes even after
+    the user's tag (``:latest``) has moved on."""
+    await host.docker.images.tag(image_id, repository, tag=tag)
+    return f"{repository}:{tag}"
+
+
+async def remove_image(host: Host, reference: str) -> None:
+    """Untag ``reference``; Docker keeps the layers a container still uses. Missing is fine."""
+    try:
+        await host.docker.images.delete(reference)
+    except aiodocker.DockerError as error:
+        if error.status not in (404, 409):
+            raise
+
+
+async def container_state(host: Host, container_id: str) -> dict[str, Any] | None:
+    """Docker's ``State`` of the container, or ``None`` when it is gone."""
+    try:
+        details = await (await host.docker.containers.get(container_id)).show()
+    except aiodocker.DockerError as error:
+        if error.status == 404:
+            return None
+        raise
+    return dict(details["State"])
+
+
+async def stop_container(host: Host, container_id: str) -> None:
+    """Stop without removing (``unless-stopped`` then keeps it down across engine restarts)."""
+    await (await host.docker.containers.get(container_id)).stop()
+
+
+async def restart_container(host: Host, container_id: str) -> None:
+    await (await host.docker.containers.get(container_id)).restart()
+
+
+async def remove_network(host: Host, service_slug: str) -> None:
+    """Remove the service's network; missing is fine."""
+    try:
+        await (await host.docker.networks.get(network_name(service_slug))).delete()
+    except aiodocker.DockerError as error:
+        if error.status != 404:
+            raise
+
+
+async def remove_volumes(host: Host, service_slug: str) -> list[str]:
+    """Remove the service's labelled volumes; answers their names."""
+    label = json.dumps({"label": [f"{LABEL_SERVICE}={service_slug}"]})
+    async with host.docker._query("volumes", params={"filters": label}) as response:
+        answer = await response.json()
+    removed = []
+    for volume in answer.get("Volumes") or []:
+        name = str(volume["Name"])
+        async with host.docker._query(f"volumes/{name}", method="DELETE"):
+            removed.append(name)
+    return removed

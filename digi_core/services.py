@@ -16,6 +16,8 @@ from digi_core.errors import BadUserInput, Conflict, NotFound
 from digi_core.models import (
     Component,
     ComponentType,
+    Domain,
+    DomainKind,
     EnvVar,
     Role,
     Service,
@@ -214,6 +216,17 @@ async def delete_service(service: Service) -> list[str]:
     await service.save(update_fields=["status", "deleted_at", "updated_at"])
     await EnvVar.filter(service=service).delete()
     return removed
+
+
+async def default_domain(platform_domain: str) -> str:
+    """The domain apps live under: the admins' default platform domain, else PLATFORM_DOMAIN."""
+    row = await Domain.get_or_none(kind=DomainKind.PLATFORM, is_default=True)
+    return row.name if row else platform_domain
+
+
+def hostname(component: Component, domain: str) -> str:
+    """The component's public hostname on ``domain``."""
+    return f"{component.subdomain}.{domain}"
 
 
 async def component_of(service: Service, component_name: str | None) -> Component | None:

@@ -8,15 +8,28 @@ from typing import TYPE_CHECKING, Any
 import strawberry
 from aiohttp import web
 
-from digi_core import accounts
+from digi_core import accounts, services
 from digi_core.errors import BadUserInput, Forbidden, RateLimited, Unauthenticated
-from digi_core.models import ApiToken, Domain, DomainKind, EnvVar, Role, Service, User
-from digi_core.server.keys import EVENT_BUS, MAILER, RATE_LIMITER, REGISTRY, SECRET_BOX, SETTINGS
+from digi_core.models import ApiToken, EnvVar, Role, Service, User
+from digi_core.server.keys import (
+    DEPS,
+    EVENT_BUS,
+    JOB_QUEUE,
+    LOG_FOLLOWERS,
+    MAILER,
+    RATE_LIMITER,
+    REGISTRY,
+    SECRET_BOX,
+    SETTINGS,
+)
 
 if TYPE_CHECKING:
     from digi_core.api.types import EnvVar as EnvVarType
     from digi_core.config import Settings
+    from digi_core.container_logs import LogFollowers
     from digi_core.crypto import SecretBox
+    from digi_core.deploys.pipeline import Deps
+    from digi_core.deploys.queue import JobQueue
     from digi_core.events import EventBus
     from digi_core.mail import Mailer
     from digi_core.plugins import Registry
@@ -89,6 +102,18 @@ class Context:
         return self.request.app[SECRET_BOX]
 
     @property
+    def jobs(self) -> JobQueue:
+        return self.request.app[JOB_QUEUE]
+
+    @property
+    def deploy_deps(self) -> Deps:
+        return self.request.app[DEPS]
+
+    @property
+    def log_followers(self) -> LogFollowers:
+        return self.request.app[LOG_FOLLOWERS]
+
+    @property
     def ip(self) -> str | None:
         return self.request.remote
 
@@ -158,8 +183,7 @@ class Context:
     async def default_domain(self) -> str:
         """The platform domain apps live under: the admins' default, else PLATFORM_DOMAIN."""
         if self._default_domain is None:
-            row = await Domain.get_or_none(kind=DomainKind.PLATFORM, is_default=True)
-            self._default_domain = row.name if row else self.settings.platform_domain
+            self._default_domain = await services.default_domain(self.settings.platform_domain)
         return self._default_domain
 
     async def env_vars_of(self, service: Service) -> list[EnvVarType]:

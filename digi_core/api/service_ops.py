@@ -20,10 +20,18 @@ from digi_core.api.types import (
     Page,
     Service,
 )
-from digi_core.errors import BadUserInput, NotBuiltYet, NotFound
-from digi_core.models import Component, ComponentType, Deployment, Role
+from digi_core.api.types import Deployment as DeploymentType
+from digi_core.deploys.containers import (
+    current_container,
+    restart_component,
+    stop_component,
+    teardown_service,
+)
+from digi_core.deploys.requests import cancel_job, request_deploy, request_rollback
+from digi_core.errors import BadUserInput, NotFound
+from digi_core.models import Component, ComponentType, Deployment, Role, User
 from digi_core.models import Service as ServiceRow
-from digi_core.names import validate_component_name
+from digi_core.names import record_id
 
 MAX_LOG_TAIL = 10_000
 
@@ -160,7 +168,9 @@ class ServiceMutation:
             raise BadUserInput(
                 f"type the service's name ({row.name}) in `confirm` to delete it", field="confirm"
             )
-        return DeleteServiceResult(removed=await services.delete_service(row))
+        removed = await services.delete_service(row)
+        removed += await teardown_service(info.context.deploy_deps, info.context.jobs, row)
+        return DeleteServiceResult(removed=removed)
 
     @mutation(
         "service",
@@ -173,26 +183,62 @@ class ServiceMutation:
         only: list[str] | None = None,
         rollback_to: strawberry.ID | None = None,
     ) -> DeployResult:
-        row = await _owned_service(info, service_id)
-        names = {component.name for component in await row.components}
-        for component_name in only or []:
-            if validate_component_name(component_name) not in names:
-                raise NotFound(f"service has no component {component_name}", field="only")
-        raise NotBuiltYet("the deploy pipeline", "deployService")
+        user = await info.context.require_user()
+        row = await services.service_for(user, service_id)
+        if rollback_to is not None:
+            if only:
+                raise BadUserInput("give `only` or `rollbackTo`, not both", field="only")
+            earlier = await _deployment_of(row, rollback_to, "rollbackTo")
+            job_id, rows = await request_rollback(
+                user, earlier, info.context.jobs, info.context.bus
+            )
+        else:
+            job_id, rows = await request_deploy(
+                user, row, only or [], info.context.jobs, info.context.bus
+            )
+        return await _deploy_result(job_id, rows)
+
+    @mutation(
+        "deployment",
+        description="Run the image of an earlier successful deployment again, without "
+        "rebuilding; answers a job id at once.",
+    )
+    async def rollback_deployment(self, info: Info, deployment_id: strawberry.ID) -> DeployResult:
+        user = await info.context.require_user()
+        earlier = await _visible_deployment(user, deployment_id, "deploymentId")
+        job_id, rows = await request_rollback(user, earlier, info.context.jobs, info.context.bus)
+        return await _deploy_result(job_id, rows)
+
+    @mutation(
+        "deployment",
+        description="Cancel a deploy job: its waiting and in-progress deployments stop, what "
+        "served before keeps serving. Answers the job's deployments.",
+    )
+    async def cancel_deployment(self, info: Info, job_id: str) -> DeployResult:
+        rows = await _job_rows(info, job_id)
+        await cancel_job(job_id, rows, info.context.jobs, info.context.bus)
+        for row in rows:
+            await row.refresh_from_db()
+        return await _deploy_result(job_id, rows)
 
     @mutation("container", description="Stop one of the service's containers.")
     async def stop_container(
         self, info: Info, service_id: strawberry.ID, container_id: str
     ) -> bool:
-        await _container_of(info, service_id, container_id)
-        raise NotBuiltYet("the deploy pipeline", "stopContainer")
+        row, component = await _container_of(info, service_id, container_id)
+        await stop_component(info.context.deploy_deps, row, component)
+        return True
 
-    @mutation("container", description="Restart one of the service's containers.")
+    @mutation(
+        "container",
+        description="Restart one of the service's containers (a stopped one starts again).",
+    )
     async def restart_container(
         self, info: Info, service_id: strawberry.ID, container_id: str
     ) -> bool:
-        await _container_of(info, service_id, container_id)
-        raise NotBuiltYet("the deploy pipeline", "restartContainer")
+        row, component = await _container_of(info, service_id, container_id)
+        await restart_component(info.context.deploy_deps, row, component)
+        return True
 
     @mutation(
         "service",
@@ -227,8 +273,10 @@ class ServiceMutation:
         return await services.delete_env_vars(row, target, keys)
 
 
-async def _container_of(info: Info, service_id: strawberry.ID, container_id: str) -> Component:
-    """The component behind a container id (or component name) of the caller's service."""
+async def _container_of(
+    info: Info, service_id: strawberry.ID, container_id: str
+) -> tuple[ServiceRow, Component]:
+    """The caller's service and the component behind a container id (or component name)."""
     row = await _owned_service(info, service_id)
     component = await Component.get_or_none(service=row, name=container_id)
     if component is None:
@@ -238,7 +286,45 @@ async def _container_of(info: Info, service_id: strawberry.ID, container_id: str
         component = deployment.component if deployment else None
     if component is None:
         raise NotFound(f"service has no container {container_id}", field="containerId")
-    return component
+    return row, component
+
+
+async def _deployment_of(service: ServiceRow, deployment_id: str, field: str) -> Deployment:
+    row = await Deployment.get_or_none(
+        id=record_id(deployment_id, "deployment", field=field), service=service
+    )
+    if row is None:
+        raise NotFound(f"service has no deployment {deployment_id}", field=field)
+    return row
+
+
+async def _visible_deployment(user: User, deployment_id: str, field: str) -> Deployment:
+    query = Deployment.filter(id=record_id(deployment_id, "deployment", field=field))
+    if user.role is not Role.ADMIN:
+        query = query.filter(service__owner=user)
+    row = await query.first()
+    if row is None:
+        raise NotFound(f"no deployment {deployment_id}", field=field)
+    return row
+
+
+async def _job_rows(info: Info, job_id: str) -> list[Deployment]:
+    user = await info.context.require_user()
+    query = Deployment.filter(job_id=job_id[:64]).select_related("component").order_by("id")
+    if user.role is not Role.ADMIN:
+        query = query.filter(service__owner=user)
+    rows = await query
+    if not rows:
+        raise NotFound(f"no deploy job {job_id}", field="jobId")
+    return rows
+
+
+async def _deploy_result(job_id: str, rows: list[Deployment]) -> DeployResult:
+    deployments = []
+    for row in rows:
+        component = await row.component
+        deployments.append(DeploymentType.of(row, component.name))
+    return DeployResult(job_id=job_id, deployments=deployments)
 
 
 @strawberry.type
@@ -283,6 +369,12 @@ class ServiceSubscription:
         await info.context.recheck()
         if not 0 <= tail <= MAX_LOG_TAIL:
             raise BadUserInput(f"tail must be between 0 and {MAX_LOG_TAIL}", field="tail")
-        await _container_of(info, service_id, container_id)
-        raise NotBuiltYet("the deploy pipeline", "containerLogs")
-        yield  # pragma: no cover - makes this an async generator
+        service, component = await _container_of(info, service_id, container_id)
+        live = await current_container(component)
+        host = await info.context.deploy_deps.host_for(service)
+        container_id = str(live.container_id)
+        async with info.context.log_followers.subscribe(host, container_id, tail) as lines:
+            async for line in lines:
+                yield LogLine(
+                    container_id=container_id, stream=line.stream, line=line.text, at=line.at
+                )

@@ -122,6 +122,9 @@ class Deployment:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    rollback_of: strawberry.ID | None = strawberry.field(
+        default=None, description="The deployment whose image this one ran again."
+    )
 
     @classmethod
     def of(cls, deployment: models.Deployment, component_name: str) -> Deployment:
@@ -137,6 +140,7 @@ class Deployment:
             created_at=deployment.created_at,
             started_at=deployment.started_at,
             finished_at=deployment.finished_at,
+            rollback_of=_id_or_none(deployment.rollback_of_id),  # type: ignore[attr-defined]
         )
 
 
@@ -382,3 +386,7 @@ class LogLine:
     stream: str
     line: str
     at: datetime | None
+
+
+def _id_or_none(value: int | None) -> strawberry.ID | None:
+    return None if value is None else strawberry.ID(str(value))

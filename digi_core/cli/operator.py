@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 from dataclasses import asdict
 from typing import Any
 
@@ -17,7 +18,7 @@ from rich.table import Table
 from digi_core import __version__, accounts, db
 from digi_core.cli import cli
 from digi_core.config import Settings, load_settings
-from digi_core.errors import NotConfigured
+from digi_core.errors import ConfigError, NotConfigured
 from digi_core.logs import setup_logging
 from digi_core.plugins import Registry
 from digi_core.providers import ComputeProvider
@@ -59,6 +60,46 @@ def server(manager: pluggy.PluginManager, host: str | None, port: int | None) ->
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
         access_log=logging.getLogger("digi.access"),
     )
+
+
+@cli.command()
+@click.pass_obj
+def worker(manager: pluggy.PluginManager) -> None:
+    """Run an extra deploy worker (and the reconciler beside it) taking jobs from Redis.
+
+    `digi server` runs a worker itself; add workers for more deploys at once. Needs REDIS_URL
+    and the same DATABASE_URL and DIGI_SECRET as the server. Stops on SIGTERM or Ctrl-C,
+    handing its unfinished deploys back to the queue.
+
+    \b
+    Example:
+      REDIS_URL=redis://127.0.0.1:6379/0 digi worker
+    """
+    settings = load_settings(DIGI_RUN_WORKER="true")
+    if settings.redis_url is None:
+        raise ConfigError(
+            ["REDIS_URL: `digi worker` takes jobs from Redis; without it `digi server` runs them"]
+        )
+    setup_logging(settings)
+    asyncio.run(_prepare_database(settings))
+    asyncio.run(_run_worker(settings, manager))
+
+
+async def _run_worker(settings: Settings, manager: pluggy.PluginManager) -> None:
+    from digi_core.server.app import init_worker_app
+
+    runner = web.AppRunner(init_worker_app(settings, manager), handle_signals=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await runner.setup()
+    log.info("Digi %s worker running", __version__)
+    try:
+        await stop.wait()
+    finally:
+        log.info("worker stopping")
+        await runner.cleanup()
 
 
 async def _prepare_database(settings: Settings) -> None:

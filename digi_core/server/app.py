@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pluggy
 import redis.asyncio as redis
@@ -12,21 +11,26 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from digi_core import db
-from digi_core.accounts import rotate_admin_passwords
 from digi_core.api.schema import make_schema, make_view
 from digi_core.config import Settings
+from digi_core.container_logs import LogFollowers
 from digi_core.crypto import SecretBox
+from digi_core.deploys.pipeline import Deps
+from digi_core.deploys.queue import make_job_queue, worker_id
+from digi_core.deploys.worker import Worker
 from digi_core.errors import DigiError
 from digi_core.events import make_event_bus
 from digi_core.mail import Mailer
 from digi_core.plugins import Registry, make_plugin_manager
-from digi_core.providers import ComputeProvider
+from digi_core.providers import ComputeProvider, Provider, Router
 from digi_core.ratelimit import make_rate_limiter
 from digi_core.server.auth_routes import setup_auth_routes
 from digi_core.server.health import healthz
 from digi_core.server.keys import (
-    BACKGROUND_TASKS,
+    DEPS,
     EVENT_BUS,
+    JOB_QUEUE,
+    LOG_FOLLOWERS,
     MAILER,
     PLUGIN_MANAGER,
     RATE_LIMITER,
@@ -34,12 +38,11 @@ from digi_core.server.keys import (
     REGISTRY,
     SECRET_BOX,
     SETTINGS,
+    WORKER,
 )
+from digi_core.server.metrics import metrics
 
 log = logging.getLogger(__name__)
-
-# Admin passwords live 24 hours; checking hourly rotates each within an hour of expiring.
-ADMIN_ROTATION_CHECK_SECONDS = 3600.0
 
 
 def init_app(
@@ -55,14 +58,30 @@ def init_app(
     app[MAILER] = Mailer(settings)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(redis_ctx)
-    app.cleanup_ctx.append(compute_ctx)
-    app.cleanup_ctx.append(background_ctx)
+    app.cleanup_ctx.append(providers_ctx)
+    app.cleanup_ctx.append(deploys_ctx)
     setup_routes(app, settings)
+    return app
+
+
+def init_worker_app(
+    settings: Settings, plugin_manager: pluggy.PluginManager | None = None
+) -> web.Application:
+    """What `digi worker` runs: the server's resources and its deploy worker, no HTTP."""
+    app = web.Application()
+    manager = plugin_manager or make_plugin_manager(settings.plugins_to_load)
+    app[SETTINGS] = settings
+    app[PLUGIN_MANAGER] = manager
+    app[REGISTRY] = Registry(manager)
+    app[SECRET_BOX] = SecretBox(settings.secret_value)
+    for context in (database_ctx, redis_ctx, providers_ctx, deploys_ctx):
+        app.cleanup_ctx.append(context)
     return app
 
 
 def setup_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     view = make_view(make_schema(), graphiql=not settings.production)
     app.router.add_route("*", "/graphql", view)
     setup_auth_routes(app)
@@ -89,35 +108,45 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
-async def compute_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The compute provider in use is started once before first use and closed at shutdown."""
+async def providers_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The compute provider and router in use start once before first use and close at
+    shutdown (on the embedded default the router starts Caddy)."""
     settings = app[SETTINGS]
-    # Not loaded: the operations that need it answer NOT_CONFIGURED through Registry.get.
-    provider = app[REGISTRY].providers(ComputeProvider).get(settings.compute)
-    if provider is not None:
-        await provider.start(settings)
+    registry = app[REGISTRY]
+    # One not loaded is fine here: what needs it answers NOT_CONFIGURED through Registry.get.
+    started: list[Provider] = []
+    chosen: list[Provider | None] = [
+        registry.providers(ComputeProvider).get(settings.compute),
+        registry.providers(Router).get(settings.router),
+    ]
+    for provider in chosen:
+        if provider is not None:
+            await provider.start(settings)
+            started.append(provider)
     yield
-    if provider is not None:
+    for provider in reversed(started):
         await provider.close()
 
 
-async def background_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Scheduled jobs that run inside the server (the worker takes over when it exists)."""
-    tasks = [asyncio.create_task(_every(ADMIN_ROTATION_CHECK_SECONDS, rotate_admin_passwords))]
-    app[BACKGROUND_TASKS] = tasks
+async def deploys_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The job queue the API enqueues into and, unless DIGI_RUN_WORKER is false, a worker
+    with the reconciler beside it; live log streams are shared here too."""
+    settings = app[SETTINGS]
+    queue = await make_job_queue(settings.redis_url, settings.redis_prefix)
+    deps = Deps(settings, app[REGISTRY], app[EVENT_BUS], app[SECRET_BOX], worker_id())
+    app[JOB_QUEUE] = queue
+    app[DEPS] = deps
+    app[LOG_FOLLOWERS] = followers = LogFollowers()
+    worker = Worker(deps, queue, app.get(REDIS)) if settings.run_worker else None
+    if worker is not None:
+        app[WORKER] = worker
+        await worker.start()
     yield
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> None:
-    while True:
-        try:
-            await job()
-        except Exception:  # a failed run is logged; the schedule goes on
-            log.exception("scheduled job %s failed", getattr(job, "__name__", job))
-        await asyncio.sleep(seconds)
+    if worker is not None:
+        await worker.close()
+    else:
+        await queue.close()
+    await followers.close()
 
 
 @web.middleware

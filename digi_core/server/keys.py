@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pluggy
 import redis.asyncio as redis
 from aiohttp import web
 
 from digi_core.config import Settings
+from digi_core.container_logs import LogFollowers
 from digi_core.crypto import SecretBox
+from digi_core.deploys.pipeline import Deps
+from digi_core.deploys.queue import JobQueue
+from digi_core.deploys.worker import Worker
 from digi_core.events import EventBus
 from digi_core.mail import Mailer
 from digi_core.plugins import Registry
@@ -23,4 +25,7 @@ EVENT_BUS = web.AppKey("event_bus", EventBus)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 MAILER = web.AppKey("mailer", Mailer)
 SECRET_BOX = web.AppKey("secret_box", SecretBox)
-BACKGROUND_TASKS = web.AppKey("background_tasks", list[asyncio.Task[None]])
+JOB_QUEUE = web.AppKey("job_queue", JobQueue)
+DEPS = web.AppKey("deploy_deps", Deps)
+WORKER = web.AppKey("worker", Worker)
+LOG_FOLLOWERS = web.AppKey("log_followers", LogFollowers)

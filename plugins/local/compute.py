@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import aiodocker
 
-from digi_core.errors import NotBuiltYet
+from digi_core.errors import NotBuiltYet, NotFound
 from digi_core.providers import ComputeProvider, Host, HostStatus, LogSink, StatsPoint
 
 if TYPE_CHECKING:
@@ -48,6 +48,9 @@ class LocalCompute(ComputeProvider):
             raise RuntimeError("LocalCompute.start() was not called")
         return self._host
 
+    async def connected_hosts(self) -> list[Host]:
+        return [self._host] if self._host is not None else []
+
     async def release_service(self, service: Service) -> None:
         """The engine is shared, not the service's own: nothing to destroy."""
 
@@ -73,4 +76,6 @@ class LocalCompute(ComputeProvider):
         ]
 
     async def host_stats(self, host_id: str, timeframe: str) -> list[StatsPoint]:
+        if host_id != LOCAL_HOST_ID:
+            raise NotFound(f"the local provider has no host {host_id}", field="hostId")
         raise NotBuiltYet(self.name, "host_stats")

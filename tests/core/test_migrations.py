@@ -25,7 +25,11 @@ async def test_migration_files_match_the_models(migrated: Settings) -> None:
 
 
 async def test_upgrade_leaves_nothing_pending_and_is_repeatable(settings: Settings) -> None:
-    assert await db.pending_migrations(settings) == ["0001_initial", "0002_domains_one_default"]
+    assert await db.pending_migrations(settings) == [
+        "0001_initial",
+        "0002_domains_one_default",
+        "0003_deployment_stopped",
+    ]
     await db.upgrade(settings)
     assert await db.pending_migrations(settings) == []
     await db.upgrade(settings)  # a second run applies nothing and fails on nothing

@@ -57,8 +57,13 @@ async def test_container_runs_labelled_on_its_service_network(host: Host) -> Non
         "digi.service": slug,
         "digi.component": "web",
         "digi.deployment": "1",
+        "digi.installation": "",
     }
     assert details["HostConfig"]["Init"] is True
+    # Restarted by Docker only once it proved healthy.
+    assert details["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    await runtime.keep_running(host, container_id)
+    details = await (await host.docker.containers.get(container_id)).show()
     assert details["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     address = await runtime.address_on_network(host, container_id, slug)
     async with aiohttp.ClientSession() as session, session.get(f"http://{address}:8000/") as page:

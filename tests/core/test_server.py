@@ -92,6 +92,7 @@ async def test_healthz_names_a_database_that_is_down(
     settings = load_settings(
         DIGI_SECRET=TEST_SECRET, DIGI_DATA_DIR=tmp_path / "data", DATABASE_URL=postgres_url
     )
+    await db.upgrade(settings)
     client = await _client(settings)
     name = postgres_url.rsplit("/", 1)[1]
     admin = await asyncpg.connect(_libpq(POSTGRES_URL))

@@ -138,6 +138,8 @@ async def api(
         "SMTP_PORT": inbox.port,  # type: ignore[attr-defined]
         "SMTP_SECURITY": "none",
         "DIGI_LOAD_PLUGINS": "local,proxmox,caddy,cloudflare,stripe,railpack",
+        # No Caddy for API tests: nothing here reaches a deployed app.
+        "DIGI_CADDY_MANAGE": "false",
     }
     if request.param == "postgres+redis":
         overrides["DATABASE_URL"] = postgres_url

@@ -403,19 +403,20 @@ async def test_listing_services_runs_the_same_statements_for_1_or_100(api: Api) 
     assert one[1] == many[1] > 0
 
 
-# operations whose backend comes later
+# deploys and containers (their pipeline is tested in tests/core/deploys)
 
 
 DEPLOY = """
     mutation ($serviceId: ID!, $only: [String!]) {
-        deployService(serviceId: $serviceId, only: $only) { jobId }
+        deployService(serviceId: $serviceId, only: $only) { jobId deployments { status } }
     }
 """
+CANCEL = "mutation ($job: String!) { cancelDeployment(jobId: $job) { jobId } }"
 STOP = "mutation ($s: ID!, $c: String!) { stopContainer(serviceId: $s, containerId: $c) }"
 RESTART = "mutation ($s: ID!, $c: String!) { restartContainer(serviceId: $s, containerId: $c) }"
 
 
-async def test_deploy_validates_then_answers_not_configured(api: Api) -> None:
+async def test_deploy_validates_then_queues(api: Api) -> None:
     _, token = await api.user()
     _, stranger = await api.user()
     service = await create_service(api, token, components=[WEB, DB])
@@ -424,12 +425,18 @@ async def test_deploy_validates_then_answers_not_configured(api: Api) -> None:
     assert (error.code, error.field) == ("NOT_FOUND", "only")
     error = await refused(api, DEPLOY, {"serviceId": service["id"], "only": ["web"]}, stranger)
     assert error.code == "NOT_FOUND"
-    for only in (["web"], None):
-        error = await refused(api, DEPLOY, {"serviceId": service["id"], "only": only}, token)
-        assert error.code == "NOT_CONFIGURED"
+    # Managed databases come with their own issue: refused with what to do instead.
+    error = await refused(api, DEPLOY, {"serviceId": service["id"], "only": None}, token)
+    assert error.code == "NOT_CONFIGURED" and "only" in str(error)
+
+    job = await api.gql(DEPLOY, {"serviceId": service["id"], "only": ["web"]}, token=token)
+    assert job["deployService"]["deployments"] == [{"status": "QUEUED"}]
+    job_id = job["deployService"]["jobId"]
+    error = await refused(api, CANCEL, {"job": job_id}, stranger)
+    assert error.code == "NOT_FOUND"
 
 
-async def test_container_operations_validate_then_answer_not_configured(api: Api) -> None:
+async def test_container_operations_need_a_container_of_the_callers(api: Api) -> None:
     _, token = await api.user()
     _, stranger = await api.user()
     service = await create_service(api, token, components=[WEB, DB])
@@ -440,7 +447,7 @@ async def test_container_operations_validate_then_answer_not_configured(api: Api
         error = await refused(api, query, {"s": service["id"], "c": "web"}, stranger)
         assert error.code == "NOT_FOUND"
         error = await refused(api, query, {"s": service["id"], "c": "db"}, token)
-        assert error.code == "NOT_CONFIGURED"
+        assert error.code == "NOT_FOUND" and "deploy it first" in str(error)
 
 
 # audit

@@ -33,6 +33,7 @@ class World:
     token_id: str
     domain_id: str
     job_id: str
+    deployment_id: str
     owner_email: str
     owner_id: str
     coupon_id: str
@@ -112,6 +113,16 @@ MUTATIONS: dict[str, Case] = {
     "deployService": Case(
         "mutation($id: ID!) { deployService(serviceId: $id) { jobId } }",
         lambda w: {"id": w.service_id},
+        owned=True,
+    ),
+    "rollbackDeployment": Case(
+        "mutation($id: ID!) { rollbackDeployment(deploymentId: $id) { jobId } }",
+        lambda w: {"id": w.deployment_id},
+        owned=True,
+    ),
+    "cancelDeployment": Case(
+        "mutation($job: String!) { cancelDeployment(jobId: $job) { jobId } }",
+        lambda w: {"job": w.job_id},
         owned=True,
     ),
     "stopContainer": Case(
@@ -228,7 +239,7 @@ async def make_world(api: Api) -> World:
         token=owner_token,
     )
     job_id = f"job-{uuid.uuid4().hex}"
-    await Deployment.create(
+    deployment = await Deployment.create(
         service_id=int(service["id"]),
         component_id=int(service["components"][0]["id"]),
         job_id=job_id,
@@ -245,6 +256,7 @@ async def make_world(api: Api) -> World:
         token_id=token["generateApiToken"]["apiToken"]["id"],
         domain_id=domain["addDomain"]["id"],
         job_id=job_id,
+        deployment_id=str(deployment.id),
         owner_email="owner@example.com",
         owner_id=str(owner.id),
         coupon_id=str(coupon.id),

@@ -1,0 +1,123 @@
+"""Acting on a service's live containers from the API: stop, restart, and removing it all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from digi_core import runtime, services
+from digi_core.deploys.pipeline import Deps, now, publish, refresh_service_status
+from digi_core.deploys.queue import JobQueue
+from digi_core.deploys.requests import ACTIVE, cancel_job
+from digi_core.errors import Conflict, DigiError, NotFound
+from digi_core.models import Component, Deployment, DeploymentStatus, Service
+from digi_core.plugins import await_me_maybe
+from digi_core.providers import Route
+
+log = logging.getLogger(__name__)
+
+Status = DeploymentStatus
+
+
+async def live_deployment(component: Component) -> Deployment | None:
+    """The deployment whose container is the component's current one (running or stopped)."""
+    return (
+        await Deployment.filter(component=component, status__in=[Status.RUNNING, Status.STOPPED])
+        .order_by("-id")
+        .select_related("component")
+        .first()
+    )
+
+
+async def current_container(component: Component) -> Deployment:
+    """The live deployment with its container; NOT_FOUND when the component has none."""
+    row = await live_deployment(component)
+    if row is None or row.container_id is None:
+        raise NotFound(f"{component.name} has no container: deploy it first", field="containerId")
+    return row
+
+
+async def stop_component(deps: Deps, service: Service, component: Component) -> Deployment:
+    row = await current_container(component)
+    if row.status is Status.STOPPED:
+        return row
+    host = await deps.host_for(service)
+    router = deps.router
+    if router is not None and component.internal_port is not None:
+        domain = await services.default_domain(deps.settings.platform_domain)
+        await router.remove_routes(host, [services.hostname(component, domain)])
+    await runtime.stop_container(host, row.container_id)  # type: ignore[arg-type]
+    await _set(deps, row, Status.STOPPED, "stopped by its owner")
+    await refresh_service_status(service)
+    return row
+
+
+async def restart_component(deps: Deps, service: Service, component: Component) -> Deployment:
+    row = await current_container(component)
+    host = await deps.host_for(service)
+    container_id = row.container_id or ""
+    if await runtime.container_state(host, container_id) is None:
+        raise Conflict(f"the container of {component.name} is gone: deploy it again")
+    await runtime.restart_container(host, container_id)
+    await runtime.wait_healthy(
+        host,
+        container_id,
+        service.slug,
+        port=component.internal_port,
+        path=component.healthcheck_path,
+        timeout_seconds=deps.settings.healthcheck_timeout,
+    )
+    # A restarted container may have a new address on the network.
+    router = deps.router
+    if router is not None and component.internal_port is not None:
+        address = await runtime.address_on_network(host, container_id, service.slug)
+        domain = await services.default_domain(deps.settings.platform_domain)
+        hostname = services.hostname(component, domain)
+        await router.set_routes(host, [Route(hostname, f"{address}:{component.internal_port}")])
+    await _set(deps, row, Status.RUNNING, "restarted by its owner")
+    await refresh_service_status(service)
+    return row
+
+
+async def teardown_service(deps: Deps, queue: JobQueue, service: Service) -> list[str]:
+    """Cancel its deploys, then remove its routes, containers, network and volumes, and what
+    the compute provider made for it alone. Answers what went, for the API's answer."""
+    active = Deployment.filter(service=service, status__in=ACTIVE)
+    for job_id in {str(job) for job in await active.values_list("job_id", flat=True)}:
+        rows = await Deployment.filter(job_id=job_id).select_related("component")
+        await cancel_job(job_id, rows, queue, deps.bus)
+    host = await deps.host_for(service)
+    components = await service.components
+    router = deps.router
+    if router is not None:
+        domain = await services.default_domain(deps.settings.platform_domain)
+        hostnames = [services.hostname(component, domain) for component in components]
+        try:
+            await router.remove_routes(host, hostnames)
+        except DigiError as error:
+            # The deletion goes on: the reconciler's route sync removes them later.
+            log.warning("routes of %s stay until the next reconcile: %s", service.slug, error)
+    containers = await runtime.managed_containers(host, service.slug)
+    await asyncio.gather(
+        *(runtime.stop_and_remove(host, str(container["Id"])) for container in containers)
+    )
+    await runtime.remove_network(host, service.slug)
+    volumes = await runtime.remove_volumes(host, service.slug)
+    await deps.compute.release_service(service)
+    await Deployment.filter(service=service, status__in=[Status.RUNNING, Status.STOPPED]).update(
+        status=Status.SUPERSEDED, message="the service was deleted", updated_at=now()
+    )
+    for result in deps.registry.manager.hook.service_deleted(service=service):
+        try:
+            await await_me_maybe(result)
+        except Exception:
+            log.exception("a service_deleted hook failed")
+    return [f"{len(containers)} container(s)", "its network"] + [
+        f"volume {name}" for name in volumes
+    ]
+
+
+async def _set(deps: Deps, row: Deployment, status: DeploymentStatus, message: str) -> None:
+    await Deployment.filter(id=row.id).update(status=status, message=message, updated_at=now())
+    await row.refresh_from_db()
+    await publish(deps.bus, row, row.component.name)

@@ -1,0 +1,449 @@
+"""The worker's side of a deploy: claim the rows, get the image, start beside the old
+container, health-check, move traffic, retire the old one; status events at every step.
+
+Each step is a conditional update of the Deployment row (``status = expected``), so a cancel
+or a second worker is noticed at the next step and nothing is done twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiodocker
+from tortoise.expressions import F
+
+from digi_core import runtime, services
+from digi_core.config import Settings
+from digi_core.crypto import SecretBox
+from digi_core.errors import DigiError
+from digi_core.events import EventBus
+from digi_core.models import (
+    Component,
+    ComponentType,
+    Deployment,
+    DeploymentStatus,
+    EnvVar,
+    Plan,
+    Service,
+    ServiceStatus,
+)
+from digi_core.plugins import Registry, await_me_maybe
+from digi_core.providers import ComputeProvider, Host, Route, Router
+
+log = logging.getLogger(__name__)
+
+Status = DeploymentStatus
+PINNED_IMAGES_KEPT = 5
+
+
+def channel(job_id: str) -> str:
+    return f"deployment:{job_id}"
+
+
+async def publish(bus: EventBus, row: Deployment, component: str) -> None:
+    """Tell ``deploymentStatus(jobId)`` subscribers where ``row`` is now."""
+    await bus.publish(
+        channel(row.job_id),
+        {
+            "job_id": row.job_id,
+            "deployment_id": row.id,
+            "component": component,
+            "status": row.status.value,
+            "message": row.message,
+            "at": datetime.now(UTC).isoformat(),
+        },
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Cancelled(Exception):
+    """The row left the status this step expected: cancelled, or taken by someone else."""
+
+
+@dataclass
+class Deps:
+    """What the pipeline works with; one per process."""
+
+    settings: Settings
+    registry: Registry
+    bus: EventBus
+    box: SecretBox
+    worker_id: str
+
+    @property
+    def compute(self) -> ComputeProvider:
+        return self.registry.get(ComputeProvider, self.settings.compute)
+
+    @property
+    def router(self) -> Router | None:
+        return self.registry.providers(Router).get(self.settings.router)
+
+    async def host_for(self, service: Service) -> Host:
+        """The service's host; what providing it says (a VM being made) goes to the log."""
+
+        async def log_line(line: str) -> None:
+            log.info("host for %s: %s", service.slug, line)
+
+        return await self.compute.host_for_service(service, log_line)
+
+
+class DeployRunner:
+    """Runs deploy jobs: everything queued under one job id, component after component."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def run_job(self, job_id: str) -> None:
+        rows = (
+            await Deployment.filter(job_id=job_id, status=Status.QUEUED)
+            .select_related("service__owner", "component")
+            .order_by("id")
+        )
+        if not rows:
+            return
+        service = rows[0].service
+        # Databases and workers before the app that needs them.
+        rows.sort(key=lambda row: (row.component.is_primary, row.id))
+        heartbeat = asyncio.create_task(self._heartbeat(job_id))
+        try:
+            if service.deleted_at is not None:
+                for row in rows:
+                    await self._finish(row, Status.CANCELLED, "the service was deleted")
+                return
+            try:
+                host = await self.deps.host_for(service)
+            except DigiError as error:
+                for row in rows:
+                    await self._finish(row, Status.FAILED, "no host for the service", str(error))
+                return
+            for row in rows:
+                await self.deploy_component(host, service, row)
+            await refresh_service_status(service)
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+
+    async def _heartbeat(self, job_id: str) -> None:
+        """Keeps the job's active rows fresh: a row silent too long has a dead worker."""
+        while True:
+            await asyncio.sleep(self.deps.settings.worker_heartbeat)
+            await Deployment.filter(
+                job_id=job_id,
+                claimed_by=self.deps.worker_id,
+                status__in=[Status.BUILDING, Status.DEPLOYING],
+            ).update(updated_at=now())
+
+    async def deploy_component(self, host: Host, service: Service, row: Deployment) -> None:
+        component = row.component
+        # What to remove if this deploy does not go live, by name: the container may exist
+        # before Docker has answered with its id (a cancel during start, a failed start).
+        leftover: str | None = runtime.container_name(service.slug, component.name, row.id)
+        try:
+            await self._advance(
+                row, Status.QUEUED, Status.BUILDING, "getting the image", claim=True
+            )
+            image = await self._image(host, service, component, row)
+            await self._advance(row, Status.BUILDING, Status.DEPLOYING, f"starting {image}")
+            container = await self._start_container(host, service, component, row, image)
+            await self._say(row, "waiting for the health check")
+            await self._wait_healthy(host, service, component, container)
+            previous = await self._running(component, exclude=row.id)
+            if any(other.id > row.id for other in previous):
+                # A newer deploy of this component went live first: it stays.
+                await self._discard(host, leftover)
+                await self._finish(row, Status.SUPERSEDED, "a newer deployment went live first")
+                return
+            await self._route(host, service, component, container)
+            try:
+                await self._advance(row, Status.DEPLOYING, Status.RUNNING, "running")
+            except Cancelled:
+                # Cancelled in the last moment: traffic goes back to what served before.
+                if previous and previous[0].container_id:
+                    await self._route(host, service, component, previous[0].container_id)
+                raise
+            leftover = None  # it is the live one now
+            await self._after_going_live(host, row, service, container, previous)
+        except Cancelled:
+            await self._discard(host, leftover)
+        except (runtime.RuntimeFailure, DigiError) as error:
+            await self._discard(host, leftover)
+            await self._finish(row, Status.FAILED, "failed", str(error))
+            await self._finished_hook(row, service)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._interrupted(host, row, leftover))
+            raise
+        except Exception as error:
+            log.exception("deployment %s failed unexpectedly", row.id)
+            await self._discard(host, leftover)
+            await self._finish(row, Status.FAILED, "failed", f"internal error: {error}")
+            await self._finished_hook(row, service)
+
+    async def _after_going_live(
+        self,
+        host: Host,
+        row: Deployment,
+        service: Service,
+        container: str,
+        previous: list[Deployment],
+    ) -> None:
+        """Housekeeping once the new container serves: a failure here is logged, never
+        turned into a failed deployment (it is live) and repaired by the reconciler."""
+        try:
+            await runtime.keep_running(host, container)
+            await self._retire(host, previous)
+        except (aiodocker.DockerError, OSError) as error:
+            log.warning("deployment %s is live, but cleaning up failed: %s", row.id, error)
+        await self._finished_hook(row, service)
+
+    async def recreate(self, host: Host, service: Service, row: Deployment) -> str:
+        """Run a running deployment's container again (it died or was removed behind Digi's
+        back): same image, env and name; traffic moves to it once healthy."""
+        component = row.component
+        if row.image is None:
+            raise runtime.RuntimeFailure("the deployment has no image to run again")
+        container = await self._start_container(host, service, component, row, row.image)
+        try:
+            await self._wait_healthy(host, service, component, container)
+            await self._route(host, service, component, container)
+            await runtime.keep_running(host, container)
+        except BaseException:
+            await asyncio.shield(self._discard(host, container))
+            raise
+        return container
+
+    async def _start_container(
+        self, host: Host, service: Service, component: Component, row: Deployment, image: str
+    ) -> str:
+        spec = runtime.ContainerSpec(
+            service_slug=service.slug,
+            component=component.name,
+            deployment_id=row.id,
+            image=image,
+            env=await self._env(service, component),
+            command=_command(component),
+            memory_bytes=self._memory_bytes(service),
+            nano_cpus=self._nano_cpus(service),
+            stop_timeout_seconds=self.deps.settings.stop_timeout,
+            installation=self.deps.settings.installation_id,
+        )
+        container = await runtime.run_container(host, spec)
+        row.container_id = container
+        await Deployment.filter(id=row.id).update(container_id=container, updated_at=now())
+        return container
+
+    async def _wait_healthy(
+        self, host: Host, service: Service, component: Component, container: str
+    ) -> None:
+        await runtime.wait_healthy(
+            host,
+            container,
+            service.slug,
+            port=component.internal_port,
+            path=component.healthcheck_path,
+            timeout_seconds=self.deps.settings.healthcheck_timeout,
+        )
+
+    async def _interrupted(self, host: Host, row: Deployment, container: str | None) -> None:
+        """A cancel (the row says so) or this worker shutting down (the row is handed back
+        to the queue, so the next worker resumes it at once)."""
+        await self._discard(host, container)
+        await row.refresh_from_db(fields=["status"])
+        if row.status is Status.CANCELLED:
+            return
+        handed_back = await Deployment.filter(
+            id=row.id, status__in=[Status.BUILDING, Status.DEPLOYING]
+        ).update(
+            status=Status.QUEUED,
+            message="the worker stopped; the deploy resumes when a worker starts",
+            claimed_by=None,
+            attempts=F("attempts") - 1,
+            updated_at=now(),
+        )
+        if handed_back:
+            await row.refresh_from_db()
+            await publish(self.deps.bus, row, row.component.name)
+
+    async def _image(
+        self, host: Host, service: Service, component: Component, row: Deployment
+    ) -> str:
+        """The exact image to run, pinned under Digi's own tag so a rollback finds it."""
+        if row.rollback_of_id is not None:  # type: ignore[attr-defined]
+            if row.image is None:
+                raise runtime.RuntimeFailure("the deployment rolled back to has no image")
+            try:
+                await host.docker.images.inspect(row.image)
+            except aiodocker.DockerError:
+                raise runtime.RuntimeFailure(
+                    f"the image of the deployment rolled back to ({row.image}) is gone from "
+                    "the host: deploy the service anew instead"
+                ) from None
+            return row.image
+        if component.type is not ComponentType.DOCKER or not component.image:
+            raise runtime.RuntimeFailure(
+                f"{component.type.value} components are not deployable in this version"
+            )
+        await self._say(row, f"getting image {component.image}")
+        image_id = await runtime.ensure_image(host, component.image)
+        pinned = await runtime.pin_image(
+            host, image_id, f"digi/{service.slug}-{component.name}", f"d{row.id}"
+        )
+        row.image = pinned
+        await row.save(update_fields=["image", "updated_at"])
+        return pinned
+
+    async def _env(self, service: Service, component: Component) -> dict[str, str]:
+        """Service-wide variables, then the component's own over them; PORT when declared."""
+        rows = await EnvVar.filter(service=service, scope__in=["", component.name])
+        env = {"PORT": str(component.internal_port)} if component.internal_port else {}
+        for variable in sorted(rows, key=lambda variable: variable.scope != ""):
+            env[variable.key] = self.deps.box.decrypt(variable.value_encrypted)
+        return env
+
+    def _memory_bytes(self, service: Service) -> int | None:
+        settings = self.deps.settings
+        megabytes = (
+            settings.pro_memory_mb if service.owner.plan is Plan.PRO else settings.free_memory_mb
+        )
+        return megabytes * 1024 * 1024 or None
+
+    def _nano_cpus(self, service: Service) -> int | None:
+        settings = self.deps.settings
+        cpus = settings.pro_cpus if service.owner.plan is Plan.PRO else settings.free_cpus
+        return int(cpus * 1e9) or None
+
+    async def _route(
+        self, host: Host, service: Service, component: Component, container_id: str
+    ) -> None:
+        router = self.deps.router
+        if router is None or component.internal_port is None:
+            return
+        address = await runtime.address_on_network(host, container_id, service.slug)
+        domain = await services.default_domain(self.deps.settings.platform_domain)
+        await router.set_routes(
+            host,
+            [Route(services.hostname(component, domain), f"{address}:{component.internal_port}")],
+        )
+
+    async def _retire(self, host: Host, previous: list[Deployment]) -> None:
+        """The old containers stop once traffic left them (after a short drain)."""
+        for old in previous:
+            await Deployment.filter(id=old.id).update(
+                status=Status.SUPERSEDED, message="replaced by a newer deployment", updated_at=now()
+            )
+        if not previous:
+            return
+        await asyncio.sleep(self.deps.settings.drain_seconds)
+        for old in previous:
+            if old.container_id:
+                await runtime.stop_and_remove(host, old.container_id)
+        await self._prune_images(host, previous[0].component_id)  # type: ignore[attr-defined]
+
+    async def _prune_images(self, host: Host, component_id: int) -> None:
+        """Keep the pinned images of the last few successful deployments (rollback targets)."""
+        old = (
+            await Deployment.filter(
+                component_id=component_id,
+                status=Status.SUPERSEDED,
+                rollback_of_id=None,
+                image__startswith="digi/",
+            )
+            .order_by("-id")
+            .offset(PINNED_IMAGES_KEPT)
+        )
+        for row in old:
+            if row.image:
+                await runtime.remove_image(host, row.image)
+
+    async def _running(self, component: Component, *, exclude: int) -> list[Deployment]:
+        return (
+            await Deployment.filter(component=component, status=Status.RUNNING)
+            .exclude(id=exclude)
+            .order_by("-id")
+        )
+
+    async def _discard(self, host: Host, container: str | None) -> None:
+        if container is not None:
+            with contextlib.suppress(Exception):
+                await runtime.stop_and_remove(host, container, graceful=False)
+
+    async def _advance(
+        self,
+        row: Deployment,
+        expected: DeploymentStatus,
+        status: DeploymentStatus,
+        message: str,
+        *,
+        claim: bool = False,
+    ) -> None:
+        changes: dict[str, Any] = {"status": status, "message": message, "updated_at": now()}
+        if claim:
+            changes |= {"claimed_by": self.deps.worker_id, "started_at": now()}
+            changes["attempts"] = F("attempts") + 1
+        if status.final:
+            changes["finished_at"] = now()
+        if not await Deployment.filter(id=row.id, status=expected).update(**changes):
+            raise Cancelled
+        await row.refresh_from_db()
+        if status.final:  # the service's status first: a subscriber may look at it next
+            await refresh_service_status(row.service)
+        await publish(self.deps.bus, row, row.component.name)
+
+    async def _say(self, row: Deployment, message: str) -> None:
+        """A step within the current status: same status, new message."""
+        row.message = message
+        await Deployment.filter(id=row.id).update(message=message, updated_at=now())
+        await publish(self.deps.bus, row, row.component.name)
+
+    async def _finish(
+        self, row: Deployment, status: DeploymentStatus, message: str, error: str | None = None
+    ) -> None:
+        await Deployment.filter(id=row.id).update(
+            status=status, message=message, error=error, finished_at=now(), updated_at=now()
+        )
+        await row.refresh_from_db()
+        log.info("deployment %s of job %s: %s %s", row.id, row.job_id, status.value, error or "")
+        await refresh_service_status(row.service)
+        await publish(self.deps.bus, row, row.component.name)
+
+    async def _finished_hook(self, row: Deployment, service: Service) -> None:
+        hook = self.deps.registry.manager.hook
+        for result in hook.deployment_finished(deployment=row, service=service):
+            try:
+                await await_me_maybe(result)
+            except Exception:
+                log.exception("a deployment_finished hook failed")
+
+
+def _command(component: Component) -> list[str] | None:
+    # A start command runs through the image's own shell, as a Procfile line would; it
+    # never touches a shell of Digi's host.
+    return ["sh", "-c", component.start_command] if component.start_command else None
+
+
+async def refresh_service_status(service: Service) -> None:
+    """running when a component runs, failed when the last deploy failed and nothing runs."""
+    if service.deleted_at is not None or service.status is ServiceStatus.SUSPENDED:
+        return
+    values = await Deployment.filter(service=service).distinct().values_list("status", flat=True)
+    statuses = {Status(str(value)) for value in values}
+    if Status.RUNNING in statuses:
+        status = ServiceStatus.RUNNING
+    elif statuses & {Status.QUEUED, Status.BUILDING, Status.DEPLOYING}:
+        status = ServiceStatus.DEPLOYING
+    elif Status.STOPPED in statuses:
+        status = ServiceStatus.STOPPED
+    elif Status.FAILED in statuses:
+        status = ServiceStatus.FAILED
+    else:
+        status = ServiceStatus.CREATED
+    if status is not service.status:
+        service.status = status
+        await service.save(update_fields=["status", "updated_at"])
