@@ -191,6 +191,13 @@ class Settings(BaseSettings):
         assert self.secret is not None, "load_settings() resolves the secret"
         return self.secret.get_secret_value()
 
+    def app_url(self, hostname: str) -> str:
+        """Where users open an app: HTTPS in production (TLS at the public Caddy), else the
+        HTTP port of the Caddy that Digi runs."""
+        if self.production:
+            return f"https://{hostname}"
+        return f"http://{hostname}" + ("" if self.http_port == 80 else f":{self.http_port}")
+
     @property
     def installation_id(self) -> str:
         """Names this installation on shared hosts (container labels); derived from the

@@ -264,6 +264,21 @@ async def remove_image(host: Host, reference: str) -> None:
             raise
 
 
+def pinned_repository(service_slug: str, component: str) -> str:
+    """Where Digi tags the images its deployments ran (rollback targets)."""
+    return f"digi/{service_slug}-{component}"
+
+
+async def remove_pinned_images(host: Host, service_slug: str) -> int:
+    """Untag every image pinned for the service's deployments; answers how many."""
+    filters = json.dumps({"reference": [f"digi/{service_slug}-*"]})
+    images = await host.docker._query_json("images/json", params={"filters": filters})
+    references = [tag for image in images for tag in image.get("RepoTags") or []]
+    for reference in references:
+        await remove_image(host, reference)
+    return len(references)
+
+
 async def container_state(host: Host, container_id: str) -> dict[str, Any] | None:
     """Docker's ``State`` of the container, or ``None`` when it is gone."""
     try:

@@ -83,7 +83,7 @@ def _env_dict(values: list[EnvVarInput]) -> dict[str, str]:
 
 async def _service_type(info: Info, row: ServiceRow) -> Service:
     await row.fetch_related("components")
-    return Service.of(row, await info.context.default_domain())
+    return Service.of(row, await info.context.default_domain(), info.context.settings.app_url)
 
 
 async def _owned_service(info: Info, service_id: strawberry.ID | str) -> ServiceRow:
@@ -109,7 +109,7 @@ class ServiceQuery:
         )
         domain = await info.context.default_domain()
         return Page(
-            items=[Service.of(row, domain) for row in rows],
+            items=[Service.of(row, domain, info.context.settings.app_url) for row in rows],
             total_count=total,
             offset=offset,
             limit=limit,

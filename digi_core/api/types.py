@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 from typing import Generic, TypeVar
@@ -161,7 +162,9 @@ class Component:
     is_primary: bool
 
     @classmethod
-    def of(cls, component: models.Component, domain: str) -> Component:
+    def of(
+        cls, component: models.Component, domain: str, app_url: Callable[[str], str]
+    ) -> Component:
         hostname = f"{component.subdomain}.{domain}"
         return cls(
             id=strawberry.ID(str(component.id)),
@@ -175,7 +178,7 @@ class Component:
             healthcheck_path=component.healthcheck_path,
             subdomain=component.subdomain,
             hostname=hostname,
-            url=f"https://{hostname}",
+            url=app_url(hostname),
             is_primary=component.is_primary,
         )
 
@@ -194,9 +197,9 @@ class Service:
     row: strawberry.Private[models.Service]
 
     @classmethod
-    def of(cls, service: models.Service, domain: str) -> Service:
+    def of(cls, service: models.Service, domain: str, app_url: Callable[[str], str]) -> Service:
         """``service.components`` must be prefetched (one query for a whole page)."""
-        components = [Component.of(c, domain) for c in service.components]
+        components = [Component.of(c, domain, app_url) for c in service.components]
         primary = next((c for c in components if c.is_primary), None)
         return cls(
             id=strawberry.ID(str(service.id)),

@@ -103,6 +103,7 @@ async def teardown_service(deps: Deps, queue: JobQueue, service: Service) -> lis
     )
     await runtime.remove_network(host, service.slug)
     volumes = await runtime.remove_volumes(host, service.slug)
+    images = await runtime.remove_pinned_images(host, service.slug)
     await deps.compute.release_service(service)
     await Deployment.filter(service=service, status__in=[Status.RUNNING, Status.STOPPED]).update(
         status=Status.SUPERSEDED, message="the service was deleted", updated_at=now()
@@ -112,7 +113,7 @@ async def teardown_service(deps: Deps, queue: JobQueue, service: Service) -> lis
             await await_me_maybe(result)
         except Exception:
             log.exception("a service_deleted hook failed")
-    return [f"{len(containers)} container(s)", "its network"] + [
+    return [f"{len(containers)} container(s)", "its network", f"{images} deployed image(s)"] + [
         f"volume {name}" for name in volumes
     ]
 

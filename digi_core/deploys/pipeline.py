@@ -292,9 +292,8 @@ class DeployRunner:
             )
         await self._say(row, f"getting image {component.image}")
         image_id = await runtime.ensure_image(host, component.image)
-        pinned = await runtime.pin_image(
-            host, image_id, f"digi/{service.slug}-{component.name}", f"d{row.id}"
-        )
+        repository = runtime.pinned_repository(service.slug, component.name)
+        pinned = await runtime.pin_image(host, image_id, repository, f"d{row.id}")
         row.image = pinned
         await row.save(update_fields=["image", "updated_at"])
         return pinned
@@ -393,6 +392,7 @@ class DeployRunner:
             raise Cancelled
         await row.refresh_from_db()
         if status.final:  # the service's status first: a subscriber may look at it next
+            log.info("deployment %s of job %s: %s", row.id, row.job_id, status.value)
             await refresh_service_status(row.service)
         await publish(self.deps.bus, row, row.component.name)
 

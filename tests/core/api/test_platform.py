@@ -75,7 +75,7 @@ async def test_platform_domains_have_one_default_that_new_urls_use(api: Api) -> 
     assert defaults == ["apps.example.org"]
 
     service = await create_service(api, token)
-    assert service["url"] == f"https://{service['slug']}.apps.example.org"
+    assert service["url"] == f"http://{service['slug']}.apps.example.org:8080"
     assert service["components"][0]["hostname"] == f"{service['slug']}.apps.example.org"
 
     error = await refused(api, REMOVE_DOMAIN, {"id": second["id"]}, admin)

@@ -98,12 +98,13 @@ async def test_create_service_names_its_slug_and_component_hostnames(api: Api) -
     slug = service["slug"]
     assert SLUG.fullmatch(slug)
     assert service["name"] == "shop" and service["status"] == "CREATED"
-    assert service["url"] == f"https://{slug}.localhost"
+    # Through the Caddy Digi runs on the embedded default (HTTPS in production).
+    assert service["url"] == f"http://{slug}.localhost:8080"
     components = by_name(service)
     assert service["components"][0]["name"] == "web"  # the primary comes first
     assert components["web"]["isPrimary"] is True
     assert components["web"]["subdomain"] == slug
-    assert components["web"]["url"] == f"https://{slug}.localhost"
+    assert components["web"]["url"] == f"http://{slug}.localhost:8080"
     assert components["web"]["image"] == "nginx:1.25-alpine" and components["web"]["port"] == 80
     for name in ("db", "cache", "worker"):
         assert components[name]["isPrimary"] is False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import socket
 import time
 import uuid
@@ -177,6 +178,10 @@ async def remove_services(slugs: set[str]) -> None:
                 await container.delete(force=True)
             for network in await docker.networks.list(filters=label):
                 await aiodocker.networks.DockerNetwork(docker, network["Id"]).delete()
+            reference = json.dumps({"reference": [f"digi/{slug}-*"]})
+            for image in await docker._query_json("images/json", params={"filters": reference}):
+                for tag in image.get("RepoTags") or []:
+                    await docker.images.delete(tag)
     finally:
         await docker.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import aiodocker
 
 from digi_core.models import Deployment, DeploymentStatus, Service
@@ -96,6 +98,9 @@ async def test_delete_removes_containers_network_and_volumes(platform: Platform)
         )
         removed = answer["deleteService"]["removed"]
         assert "1 container(s)" in removed and "its network" in removed
+        assert "1 deployed image(s)" in removed
+        reference = json.dumps({"reference": [f"digi/{service['slug']}-*"]})
+        assert await docker._query_json("images/json", params={"filters": reference}) == []
         assert f"volume digi-{service['slug']}-data" in removed
         assert await containers_of(service["slug"]) == []
         networks = await docker.networks.list(filters={"name": f"digi-{service['slug']}"})

@@ -76,6 +76,16 @@ async def test_an_image_deploys_and_answers_through_caddy_with_events_in_order(
     containers = await containers_of(service["slug"])
     assert len(containers) == 1
     assert containers[0]["Labels"]["digi.component"] == "web"
+    docker = aiodocker.Docker()
+    try:
+        details = await (await docker.containers.get(containers[0]["Id"])).show()
+    finally:
+        await docker.close()
+    # The free plan's limits, an init, and Docker restarting it from now on.
+    config = details["HostConfig"]
+    assert (config["Memory"], config["NanoCpus"]) == (512 * 2**20, 500_000_000)
+    assert config["Init"] is True and config["RestartPolicy"]["Name"] == "unless-stopped"
+    assert "PORT=8000" in details["Config"]["Env"]
     row = await Service.get(id=int(service["id"]))
     assert row.status.value == "running"
 
