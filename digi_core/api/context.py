@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from digi_core.config import Settings
     from digi_core.container_logs import LogFollowers
     from digi_core.crypto import SecretBox
-    from digi_core.deploys.pipeline import Deps
     from digi_core.deploys.queue import JobQueue
+    from digi_core.deploys.shared import Deps
     from digi_core.events import EventBus
     from digi_core.mail import Mailer
     from digi_core.plugins import Registry

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from digi_core import runtime, services
-from digi_core.deploys.pipeline import Deps, now, publish, refresh_service_status
+from digi_core import runtime
 from digi_core.deploys.queue import JobQueue
 from digi_core.deploys.requests import ACTIVE, cancel_job
+from digi_core.deploys.shared import Deps, now, publish, refresh_service_status
 from digi_core.errors import Conflict, DigiError, NotFound
 from digi_core.models import Component, Deployment, DeploymentStatus, Service
 from digi_core.plugins import await_me_maybe
-from digi_core.providers import Route
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +43,7 @@ async def stop_component(deps: Deps, service: Service, component: Component) -> 
     host = await deps.host_for(service)
     router = deps.router
     if router is not None and component.internal_port is not None:
-        domain = await services.default_domain(deps.settings.platform_domain)
-        await router.remove_routes(host, [services.hostname(component, domain)])
+        await router.remove_routes(host, [await deps.hostname(component)])
     await runtime.stop_container(host, row.container_id)  # type: ignore[arg-type]
     await _set(deps, row, Status.STOPPED, "stopped by its owner")
     await refresh_service_status(service)
@@ -69,11 +67,9 @@ async def restart_component(deps: Deps, service: Service, component: Component) 
     )
     # A restarted container may have a new address on the network.
     router = deps.router
-    if router is not None and component.internal_port is not None:
-        address = await runtime.address_on_network(host, container_id, service.slug)
-        domain = await services.default_domain(deps.settings.platform_domain)
-        hostname = services.hostname(component, domain)
-        await router.set_routes(host, [Route(hostname, f"{address}:{component.internal_port}")])
+    route = await deps.route_to(host, service, component, container_id)
+    if router is not None and route is not None:
+        await router.set_routes(host, [route])
     await _set(deps, row, Status.RUNNING, "restarted by its owner")
     await refresh_service_status(service)
     return row
@@ -90,8 +86,7 @@ async def teardown_service(deps: Deps, queue: JobQueue, service: Service) -> lis
     components = await service.components
     router = deps.router
     if router is not None:
-        domain = await services.default_domain(deps.settings.platform_domain)
-        hostnames = [services.hostname(component, domain) for component in components]
+        hostnames = [await deps.hostname(component) for component in components]
         try:
             await router.remove_routes(host, hostnames)
         except DigiError as error:

@@ -10,18 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import aiodocker
 from tortoise.expressions import F
 
-from digi_core import runtime, services
-from digi_core.config import Settings
-from digi_core.crypto import SecretBox
+from digi_core import runtime
+from digi_core.deploys.shared import Deps, now, publish, refresh_service_status
 from digi_core.errors import DigiError
-from digi_core.events import EventBus
 from digi_core.models import (
     Component,
     ComponentType,
@@ -30,10 +26,9 @@ from digi_core.models import (
     EnvVar,
     Plan,
     Service,
-    ServiceStatus,
 )
-from digi_core.plugins import Registry, await_me_maybe
-from digi_core.providers import ComputeProvider, Host, Route, Router
+from digi_core.plugins import await_me_maybe
+from digi_core.providers import Host
 
 log = logging.getLogger(__name__)
 
@@ -41,58 +36,8 @@ Status = DeploymentStatus
 PINNED_IMAGES_KEPT = 5
 
 
-def channel(job_id: str) -> str:
-    return f"deployment:{job_id}"
-
-
-async def publish(bus: EventBus, row: Deployment, component: str) -> None:
-    """Tell ``deploymentStatus(jobId)`` subscribers where ``row`` is now."""
-    await bus.publish(
-        channel(row.job_id),
-        {
-            "job_id": row.job_id,
-            "deployment_id": row.id,
-            "component": component,
-            "status": row.status.value,
-            "message": row.message,
-            "at": datetime.now(UTC).isoformat(),
-        },
-    )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Cancelled(Exception):
     """The row left the status this step expected: cancelled, or taken by someone else."""
-
-
-@dataclass
-class Deps:
-    """What the pipeline works with; one per process."""
-
-    settings: Settings
-    registry: Registry
-    bus: EventBus
-    box: SecretBox
-    worker_id: str
-
-    @property
-    def compute(self) -> ComputeProvider:
-        return self.registry.get(ComputeProvider, self.settings.compute)
-
-    @property
-    def router(self) -> Router | None:
-        return self.registry.providers(Router).get(self.settings.router)
-
-    async def host_for(self, service: Service) -> Host:
-        """The service's host; what providing it says (a VM being made) goes to the log."""
-
-        async def log_line(line: str) -> None:
-            log.info("host for %s: %s", service.slug, line)
-
-        return await self.compute.host_for_service(service, log_line)
 
 
 class DeployRunner:
@@ -322,14 +267,9 @@ class DeployRunner:
         self, host: Host, service: Service, component: Component, container_id: str
     ) -> None:
         router = self.deps.router
-        if router is None or component.internal_port is None:
-            return
-        address = await runtime.address_on_network(host, container_id, service.slug)
-        domain = await services.default_domain(self.deps.settings.platform_domain)
-        await router.set_routes(
-            host,
-            [Route(services.hostname(component, domain), f"{address}:{component.internal_port}")],
-        )
+        route = await self.deps.route_to(host, service, component, container_id)
+        if router is not None and route is not None:
+            await router.set_routes(host, [route])
 
     async def _retire(self, host: Host, previous: list[Deployment]) -> None:
         """The old containers stop once traffic left them (after a short drain)."""
@@ -426,24 +366,3 @@ def _command(component: Component) -> list[str] | None:
     # A start command runs through the image's own shell, as a Procfile line would; it
     # never touches a shell of Digi's host.
     return ["sh", "-c", component.start_command] if component.start_command else None
-
-
-async def refresh_service_status(service: Service) -> None:
-    """running when a component runs, failed when the last deploy failed and nothing runs."""
-    if service.deleted_at is not None or service.status is ServiceStatus.SUSPENDED:
-        return
-    values = await Deployment.filter(service=service).distinct().values_list("status", flat=True)
-    statuses = {Status(str(value)) for value in values}
-    if Status.RUNNING in statuses:
-        status = ServiceStatus.RUNNING
-    elif statuses & {Status.QUEUED, Status.BUILDING, Status.DEPLOYING}:
-        status = ServiceStatus.DEPLOYING
-    elif Status.STOPPED in statuses:
-        status = ServiceStatus.STOPPED
-    elif Status.FAILED in statuses:
-        status = ServiceStatus.FAILED
-    else:
-        status = ServiceStatus.CREATED
-    if status is not service.status:
-        service.status = status
-        await service.save(update_fields=["status", "updated_at"])

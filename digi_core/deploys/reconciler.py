@@ -21,9 +21,10 @@ from datetime import timedelta
 import redis.asyncio as redis
 from redis.exceptions import LockError
 
-from digi_core import runtime, services
-from digi_core.deploys.pipeline import DeployRunner, Deps, now, publish
+from digi_core import runtime
+from digi_core.deploys.pipeline import DeployRunner
 from digi_core.deploys.queue import MAX_ATTEMPTS, JobQueue
+from digi_core.deploys.shared import Deps, now, publish
 from digi_core.models import Deployment, DeploymentStatus, Service
 from digi_core.providers import Host, Route
 
@@ -160,7 +161,6 @@ class Reconciler:
         hosts: dict[str, Host] = {}
         expected_routes: dict[str, list[Route]] = {}
         host_of_service: dict[int, Host] = {}
-        domain = await services.default_domain(self.deps.settings.platform_domain)
         for row in running:
             service = row.service
             host = host_of_service.get(service.id)
@@ -172,14 +172,9 @@ class Reconciler:
             state = await runtime.container_state(host, container) if container else None
             if state is None or not (state.get("Running") or state.get("Restarting")):
                 container = await self._recreate(host, service, row, state, made)
-            if container and row.component.internal_port:
-                address = await runtime.address_on_network(host, container, service.slug)
-                routes.append(
-                    Route(
-                        services.hostname(row.component, domain),
-                        f"{address}:{row.component.internal_port}",
-                    )
-                )
+            route = container and await self.deps.route_to(host, service, row.component, container)
+            if route:
+                routes.append(route)
         # Hosts without a live service may still hold orphans.
         for host in await self.deps.compute.connected_hosts():
             hosts.setdefault(host.id, host)

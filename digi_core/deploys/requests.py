@@ -8,8 +8,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
-from digi_core.deploys.pipeline import now, publish
 from digi_core.deploys.queue import JobQueue
+from digi_core.deploys.shared import now, publish
 from digi_core.errors import BadUserInput, Conflict, NotConfigured, NotFound
 from digi_core.events import EventBus
 from digi_core.models import (

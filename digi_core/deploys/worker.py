@@ -8,9 +8,10 @@ import logging
 import redis.asyncio as redis
 
 from digi_core.accounts import rotate_admin_passwords
-from digi_core.deploys.pipeline import DeployRunner, Deps
+from digi_core.deploys.pipeline import DeployRunner
 from digi_core.deploys.queue import JobQueue, Scheduled
 from digi_core.deploys.reconciler import Reconciler, redis_lock
+from digi_core.deploys.shared import Deps
 
 log = logging.getLogger(__name__)
 

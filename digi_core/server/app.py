@@ -15,8 +15,8 @@ from digi_core.api.schema import make_schema, make_view
 from digi_core.config import Settings
 from digi_core.container_logs import LogFollowers
 from digi_core.crypto import SecretBox
-from digi_core.deploys.pipeline import Deps
 from digi_core.deploys.queue import make_job_queue, worker_id
+from digi_core.deploys.shared import Deps
 from digi_core.deploys.worker import Worker
 from digi_core.errors import DigiError
 from digi_core.events import make_event_bus

@@ -1,0 +1,105 @@
+"""What the deploy modules share: their dependencies, status events, the service's status."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from digi_core import runtime, services
+from digi_core.config import Settings
+from digi_core.crypto import SecretBox
+from digi_core.events import EventBus
+from digi_core.models import Component, Deployment, DeploymentStatus, Service, ServiceStatus
+from digi_core.plugins import Registry
+from digi_core.providers import ComputeProvider, Host, Route, Router
+
+log = logging.getLogger(__name__)
+
+Status = DeploymentStatus
+
+
+def channel(job_id: str) -> str:
+    return f"deployment:{job_id}"
+
+
+async def publish(bus: EventBus, row: Deployment, component: str) -> None:
+    """Tell ``deploymentStatus(jobId)`` subscribers where ``row`` is now."""
+    await bus.publish(
+        channel(row.job_id),
+        {
+            "job_id": row.job_id,
+            "deployment_id": row.id,
+            "component": component,
+            "status": row.status.value,
+            "message": row.message,
+            "at": datetime.now(UTC).isoformat(),
+        },
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Deps:
+    """What the pipeline works with; one per process."""
+
+    settings: Settings
+    registry: Registry
+    bus: EventBus
+    box: SecretBox
+    worker_id: str
+
+    @property
+    def compute(self) -> ComputeProvider:
+        return self.registry.get(ComputeProvider, self.settings.compute)
+
+    @property
+    def router(self) -> Router | None:
+        return self.registry.providers(Router).get(self.settings.router)
+
+    async def host_for(self, service: Service) -> Host:
+        """The service's host; what providing it says (a VM being made) goes to the log."""
+
+        async def log_line(line: str) -> None:
+            log.info("host for %s: %s", service.slug, line)
+
+        return await self.compute.host_for_service(service, log_line)
+
+    async def hostname(self, component: Component) -> str:
+        domain = await services.default_domain(self.settings.platform_domain)
+        return services.hostname(component, domain)
+
+    async def route_to(
+        self, host: Host, service: Service, component: Component, container_id: str
+    ) -> Route | None:
+        """The route that sends the component's hostname to this container (none without
+        a port)."""
+        if component.internal_port is None:
+            return None
+        address = await runtime.address_on_network(host, container_id, service.slug)
+        upstream = f"{address}:{component.internal_port}"
+        return Route(await self.hostname(component), upstream)
+
+
+async def refresh_service_status(service: Service) -> None:
+    """running when a component runs, failed when the last deploy failed and nothing runs."""
+    if service.deleted_at is not None or service.status is ServiceStatus.SUSPENDED:
+        return
+    values = await Deployment.filter(service=service).distinct().values_list("status", flat=True)
+    statuses = {Status(str(value)) for value in values}
+    if Status.RUNNING in statuses:
+        status = ServiceStatus.RUNNING
+    elif statuses & {Status.QUEUED, Status.BUILDING, Status.DEPLOYING}:
+        status = ServiceStatus.DEPLOYING
+    elif Status.STOPPED in statuses:
+        status = ServiceStatus.STOPPED
+    elif Status.FAILED in statuses:
+        status = ServiceStatus.FAILED
+    else:
+        status = ServiceStatus.CREATED
+    if status is not service.status:
+        service.status = status
+        await service.save(update_fields=["status", "updated_at"])
