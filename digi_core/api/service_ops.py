@@ -29,7 +29,7 @@ from digi_core.deploys.containers import (
 )
 from digi_core.deploys.requests import cancel_job, request_deploy, request_rollback
 from digi_core.errors import BadUserInput, NotFound
-from digi_core.models import Component, ComponentType, Deployment, Role, User
+from digi_core.models import Component, ComponentType, Deployment, DeploymentStatus, Role, User
 from digi_core.models import Service as ServiceRow
 from digi_core.names import record_id
 
@@ -342,6 +342,8 @@ class ServiceSubscription:
         rows = await query
         if not rows:
             raise NotFound(f"no deploy job {job_id}", field="jobId")
+        # The subscription completes once every deployment of the job has a final status.
+        unfinished = {row.id for row in rows if not row.status.final}
         async with info.context.bus.subscribe(f"deployment:{job_id}") as events:
             for row in rows:
                 yield DeploymentEvent(
@@ -352,15 +354,22 @@ class ServiceSubscription:
                     message=row.message,
                     at=row.updated_at,
                 )
+            if not unfinished:
+                return
             async for event in events:
+                status = DeploymentStatus(event["status"])
                 yield DeploymentEvent(
                     job_id=job_id,
                     deployment_id=strawberry.ID(str(event["deployment_id"])),
                     component=event["component"],
-                    status=event["status"],
+                    status=status,
                     message=event.get("message", ""),
                     at=datetime.fromisoformat(event["at"]),
                 )
+                if status.final:
+                    unfinished.discard(event["deployment_id"])
+                    if not unfinished:
+                        return
 
     @strawberry.subscription(description="A container's output: recent lines, then live.")
     async def container_logs(
