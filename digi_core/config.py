@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     worker_heartbeat: float = Field(5, alias="DIGI_WORKER_HEARTBEAT", gt=0)
     worker_stale_after: float = Field(30, alias="DIGI_WORKER_STALE_AFTER", gt=0)
     reconcile_interval: float = Field(30, alias="DIGI_RECONCILE_INTERVAL", gt=0)
+    build_concurrency: int = Field(2, alias="DIGI_BUILD_CONCURRENCY", ge=1, le=64)
+    build_memory_mb: int = Field(2048, alias="DIGI_BUILD_MEMORY_MB", ge=64)
     free_memory_mb: int = Field(512, alias="DIGI_FREE_MEMORY_MB", ge=0)
     free_cpus: float = Field(0.5, alias="DIGI_FREE_CPUS", ge=0)
     pro_memory_mb: int = Field(4096, alias="DIGI_PRO_MEMORY_MB", ge=0)

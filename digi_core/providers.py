@@ -191,12 +191,15 @@ class Builder(Provider):
     """Turns a source tree into an image on the host where it will run."""
 
     @abstractmethod
-    async def can_build(self, source_dir: Path) -> str | None:
-        """``None`` when this builder can build ``source_dir``, else the reason it cannot,
-        phrased for the user (what is missing and what to add)."""
+    async def can_build(self, source_dir: Path, dockerfile: str | None = None) -> str | None:
+        """``None`` when this builder can build ``source_dir`` (``dockerfile``: the path the
+        component names, relative to the tree), else the reason it cannot, phrased for the
+        user (what is missing and what to add)."""
 
     @abstractmethod
-    async def build(self, host: Host, source_dir: Path, tag: str, log: LogSink) -> BuildResult:
+    async def build(
+        self, host: Host, source_dir: Path, tag: str, log: LogSink, dockerfile: str | None = None
+    ) -> BuildResult:
         """Build ``source_dir`` into an image tagged ``tag`` on ``host``.
 
         Streams every output line to ``log`` as it comes. Raises

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from typing import Any
 
 import aiodocker
 from tortoise.expressions import F
 
 from digi_core import runtime
-from digi_core.deploys.shared import Deps, now, publish, refresh_service_status
+from digi_core.deploys.shared import Deps, now, publish, publish_line, refresh_service_status
 from digi_core.errors import DigiError
 from digi_core.models import (
     Component,
@@ -28,7 +29,8 @@ from digi_core.models import (
     Service,
 )
 from digi_core.plugins import await_me_maybe
-from digi_core.providers import Host
+from digi_core.providers import Builder, Host
+from digi_core.sources import git_checkout
 
 log = logging.getLogger(__name__)
 
@@ -231,17 +233,66 @@ class DeployRunner:
                     "the host: deploy the service anew instead"
                 ) from None
             return row.image
-        if component.type is not ComponentType.DOCKER or not component.image:
+        repository = runtime.pinned_repository(service.slug, component.name)
+        if component.type is ComponentType.GITHUB and component.repo_url:
+            pinned = await self._build_from_git(host, component, row, f"{repository}:d{row.id}")
+        elif component.type is ComponentType.DOCKER and component.image:
+            await self._say(row, f"getting image {component.image}")
+            image_id = await runtime.ensure_image(host, component.image)
+            pinned = await runtime.pin_image(host, image_id, repository, f"d{row.id}")
+        else:
             raise runtime.RuntimeFailure(
                 f"{component.type.value} components are not deployable in this version"
             )
-        await self._say(row, f"getting image {component.image}")
-        image_id = await runtime.ensure_image(host, component.image)
-        repository = runtime.pinned_repository(service.slug, component.name)
-        pinned = await runtime.pin_image(host, image_id, repository, f"d{row.id}")
         row.image = pinned
-        await row.save(update_fields=["image", "updated_at"])
+        await row.save(update_fields=["image", "commit_sha", "updated_at"])
         return pinned
+
+    async def _build_from_git(
+        self, host: Host, component: Component, row: Deployment, tag: str
+    ) -> str:
+        """Clone, pick the first builder that can build the tree, build into ``tag``; every
+        line of output goes live to the job's subscribers."""
+        workdir = self.deps.settings.data_dir / "builds" / str(row.id)
+
+        async def log_line(line: str) -> None:
+            await publish_line(self.deps.bus, row, component.name, line)
+
+        token = self.deps.settings.github_token
+        try:
+            await self._say(row, f"cloning {component.repo_url}")
+            checkout = await git_checkout(
+                component.repo_url or "",
+                component.branch,
+                component.commit,
+                workdir / "source",
+                log_line,
+                github_token=token.get_secret_value() if token else None,
+            )
+            row.commit_sha = checkout.commit_sha
+            reasons = []
+            for builder in self.deps.registry.providers(Builder).values():
+                reason = await builder.can_build(checkout.path, component.dockerfile)
+                if reason is None:
+                    await self._say(row, f"building {checkout.commit_sha[:12]} with {builder.name}")
+                    result = await builder.build(
+                        host, checkout.path, tag, log_line, component.dockerfile
+                    )
+                    await self._say(
+                        row,
+                        f"built {checkout.commit_sha[:12]}: {result.cached_steps} of "
+                        f"{result.total_steps} steps from the cache",
+                    )
+                    return tag
+                reasons.append(f"{builder.name}: {reason}")
+            if not reasons:
+                raise runtime.RuntimeFailure(
+                    "no builder is loaded: load the bundled railpack plugin (it brings the "
+                    "Dockerfile builder) through DIGI_LOAD_PLUGINS"
+                )
+            raise runtime.RuntimeFailure(f"no builder can build this source ({'; '.join(reasons)})")
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
 
     async def _env(self, service: Service, component: Component) -> dict[str, str]:
         """Service-wide variables, then the component's own over them; PORT when declared."""

@@ -24,7 +24,7 @@ from digi_core.models import (
 from digi_core.names import validate_component_name
 
 Status = DeploymentStatus
-DEPLOYABLE = {ComponentType.DOCKER}
+DEPLOYABLE = {ComponentType.DOCKER, ComponentType.GITHUB}
 ACTIVE = [Status.QUEUED, Status.BUILDING, Status.DEPLOYING]
 SUCCEEDED = [Status.RUNNING, Status.SUPERSEDED, Status.STOPPED]
 
@@ -61,7 +61,7 @@ async def request_deploy(
     waiting = [component.name for component in chosen if component.type not in DEPLOYABLE]
     if waiting:
         raise NotConfigured(
-            f"this version deploys docker-image components only; {', '.join(waiting)} "
+            f"this version deploys docker and github components; {', '.join(waiting)} "
             "cannot be deployed yet: pass `only` with the docker components"
         )
     return await _queue(user, service, chosen, queue, bus)

@@ -38,6 +38,22 @@ async def publish(bus: EventBus, row: Deployment, component: str) -> None:
     )
 
 
+async def publish_line(bus: EventBus, row: Deployment, component: str, line: str) -> None:
+    """One line of build output to the job's subscribers (not stored: the row keeps its
+    status message)."""
+    await bus.publish(
+        channel(row.job_id),
+        {
+            "job_id": row.job_id,
+            "deployment_id": row.id,
+            "component": component,
+            "status": row.status.value,
+            "message": line,
+            "at": datetime.now(UTC).isoformat(),
+        },
+    )
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

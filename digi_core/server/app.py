@@ -22,7 +22,7 @@ from digi_core.errors import DigiError
 from digi_core.events import make_event_bus
 from digi_core.mail import Mailer
 from digi_core.plugins import Registry, make_plugin_manager
-from digi_core.providers import ComputeProvider, Provider, Router
+from digi_core.providers import Builder, ComputeProvider, Provider, Router
 from digi_core.ratelimit import make_rate_limiter
 from digi_core.server.auth_routes import setup_auth_routes
 from digi_core.server.health import healthz
@@ -118,6 +118,7 @@ async def providers_ctx(app: web.Application) -> AsyncIterator[None]:
     chosen: list[Provider | None] = [
         registry.providers(ComputeProvider).get(settings.compute),
         registry.providers(Router).get(settings.router),
+        *registry.providers(Builder).values(),
     ]
     for provider in chosen:
         if provider is not None:

@@ -27,7 +27,7 @@ BUNDLED = {
     "cloudflare": {"DnsProvider": ["cloudflare"]},
     "local": {"ComputeProvider": ["local"]},
     "proxmox": {"ComputeProvider": ["proxmox"]},
-    "railpack": {"Builder": ["railpack"]},
+    "railpack": {"Builder": ["dockerfile", "railpack"]},
     "stripe": {"BillingProvider": ["stripe"]},
 }
 

@@ -134,7 +134,7 @@ async def platform(
     overrides: dict[str, Any] = {
         "DIGI_SECRET": TEST_SECRET,
         "DIGI_DATA_DIR": tmp_path / "data",
-        "DIGI_LOAD_PLUGINS": "local,caddy",
+        "DIGI_LOAD_PLUGINS": "local,caddy,railpack",
         "DIGI_CADDY_ADMIN_URL": f"http://127.0.0.1:{free_port()}",
         "DIGI_HTTP_PORT": free_port(),
         "DIGI_HEALTHCHECK_TIMEOUT": 15,
