@@ -58,6 +58,8 @@ class ContainerSpec:
     nano_cpus: int | None = None
     stop_timeout_seconds: int = 5
     installation: str = ""
+    # Named volumes (created with the service's labels when missing) -> paths inside.
+    volumes: dict[str, str] = field(default_factory=dict)
 
 
 async def ensure_network(host: Host, service_slug: str) -> str:
@@ -81,9 +83,23 @@ async def ensure_network(host: Host, service_slug: str) -> str:
     return name
 
 
+async def ensure_volume(host: Host, name: str, labels: dict[str, str]) -> None:
+    """A named volume that outlives its containers (a database's data); created once."""
+    try:
+        await host.docker._query_json(
+            "volumes/create", "POST", data={"Name": name, "Labels": labels}
+        )
+    except aiodocker.DockerError as error:
+        if error.status != 409:
+            raise
+
+
 async def run_container(host: Host, spec: ContainerSpec) -> str:
     """Create and start the container on the service's network; answer its id."""
     network = await ensure_network(host, spec.service_slug)
+    labels = {LABEL_MANAGED: "true", LABEL_SERVICE: spec.service_slug}
+    for volume in spec.volumes:
+        await ensure_volume(host, volume, {**labels, LABEL_INSTALLATION: spec.installation})
     config: dict[str, Any] = {
         "Image": spec.image,
         "Env": [f"{key}={value}" for key, value in spec.env.items()],
@@ -104,6 +120,10 @@ async def run_container(host: Host, spec: ContainerSpec) -> str:
             "NetworkMode": network,
             "Memory": spec.memory_bytes or 0,
             "NanoCpus": spec.nano_cpus or 0,
+            "Mounts": [
+                {"Type": "volume", "Source": volume, "Target": target}
+                for volume, target in spec.volumes.items()
+            ],
         },
         "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": [spec.component]}}},
     }

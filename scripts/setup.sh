@@ -16,8 +16,12 @@ command -v git >/dev/null 2>&1 || missing+=(git)
 # examples): no registry needs to be reachable.
 [ -x /bin/busybox ] || missing+=(busybox-static)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
-# `ss` shows the tests that no log follower is left connected to dockerd.
-command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+if [ "${1:-}" = "--test" ]; then
+  # `ss` shows the tests that no log follower is left connected to dockerd.
+  command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+  # The managed-database tests build their PostgreSQL and Redis image from Debian's packages.
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing from Debian: ${missing[*]}"
   $sudo apt-get update -qq

@@ -12,6 +12,7 @@ import tarfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import aiodocker
 import asyncpg
@@ -25,7 +26,9 @@ POSTGRES_URL = os.environ.get(
     "DIGI_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("DIGI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TEST_SECRET = "test-secret-" + "x" * 40
+# One per run: containers carry an installation label derived from the secret, so two runs on
+# one Docker engine (a developer's and CI's) never reconcile away each other's containers.
+TEST_SECRET = "test-secret-" + secrets.token_hex(20)
 REPO = Path(__file__).resolve().parent.parent
 DIGI = str(Path(sys.executable).with_name("digi"))
 
@@ -203,7 +206,7 @@ async def docker_images() -> AsyncIterator[dict[str, str]]:
         await docker.close()
 
 
-async def _import(docker: aiodocker.Docker, rootfs: bytes, tag: str) -> None:
+async def _import(docker: aiodocker.Docker, rootfs: bytes | BinaryIO, tag: str) -> None:
     repo, _, version = tag.partition(":")
     async with docker._query(  # the engine's image import (`docker import`) over the API
         "images/create",

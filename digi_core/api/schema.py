@@ -21,6 +21,7 @@ from digi_core.api.admin_ops import AdminMutation, AdminQuery
 from digi_core.api.context import Context
 from digi_core.api.platform_ops import PlatformMutation, PlatformQuery
 from digi_core.api.service_ops import ServiceMutation, ServiceQuery, ServiceSubscription
+from digi_core.api.stack_ops import StackMutation
 from digi_core.errors import DigiError
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class MetaQuery:
 
 Query = merge_types("Query", (MetaQuery, AccountQuery, ServiceQuery, AdminQuery, PlatformQuery))
 Mutation = merge_types(
-    "Mutation", (AccountMutation, ServiceMutation, AdminMutation, PlatformMutation)
+    "Mutation", (AccountMutation, ServiceMutation, StackMutation, AdminMutation, PlatformMutation)
 )
 Subscription = merge_types("Subscription", (ServiceSubscription,))
 

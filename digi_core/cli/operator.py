@@ -258,13 +258,24 @@ async def _seed_admin(settings: Settings, email: str, name: str) -> tuple[Any, s
 
 
 @cli.command()
-def schema() -> None:
-    """Print the GraphQL schema (SDL).
+@click.option(
+    "--toml", "stack_file", is_flag=True, help="Print the JSON Schema of digi.toml instead."
+)
+def schema(stack_file: bool) -> None:
+    """Print the GraphQL schema (SDL), or with --toml the JSON Schema of digi.toml.
+
+    Editors validate and complete digi.toml with the JSON Schema (taplo, Even Better TOML).
 
     \b
     Example:
       digi schema > schema.graphql
+      digi schema --toml > digi.schema.json
     """
+    if stack_file:
+        from digi_core.stack import json_schema
+
+        click.echo(json.dumps(json_schema(), indent=2))
+        return
     from digi_core.api.schema import make_schema
 
     click.echo(make_schema().as_str())

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 from typing import Any
 
 import aiodocker
 from tortoise.expressions import F
 
-from digi_core import runtime
-from digi_core.deploys.shared import Deps, now, publish, publish_line, refresh_service_status
+from digi_core import references, runtime
+from digi_core.config import Settings
+from digi_core.deploys import builds, databases
+from digi_core.deploys.shared import Deps, now, publish, refresh_service_status
 from digi_core.errors import DigiError
 from digi_core.models import (
     Component,
@@ -29,8 +30,7 @@ from digi_core.models import (
     Service,
 )
 from digi_core.plugins import await_me_maybe
-from digi_core.providers import Builder, Host
-from digi_core.sources import git_checkout
+from digi_core.providers import Host
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,16 @@ class DeployRunner:
                 for row in rows:
                     await self._finish(row, Status.FAILED, "no host for the service", str(error))
                 return
+            failed: list[str] = []
             for row in rows:
+                if failed:  # what comes after a failed database would not find it
+                    await self._finish(
+                        row, Status.CANCELLED, f"not deployed: {', '.join(failed)} failed first"
+                    )
+                    continue
                 await self.deploy_component(host, service, row)
+                if row.component.type in databases.MANAGED and row.status is Status.FAILED:
+                    failed.append(row.component.name)
             await refresh_service_status(service)
         finally:
             heartbeat.cancel()
@@ -93,11 +101,16 @@ class DeployRunner:
         # What to remove if this deploy does not go live, by name: the container may exist
         # before Docker has answered with its id (a cancel during start, a failed start).
         leftover: str | None = runtime.container_name(service.slug, component.name, row.id)
+        paused: list[str] = []  # a database's old containers, stopped to free its volume
         try:
             await self._advance(
                 row, Status.QUEUED, Status.BUILDING, "getting the image", claim=True
             )
             image = await self._image(host, service, component, row)
+            if component.type in databases.MANAGED:
+                if await self._database_unchanged(host, row, component, image):
+                    return
+                paused = await self._free_volume(host, component, row)
             await self._advance(row, Status.BUILDING, Status.DEPLOYING, f"starting {image}")
             container = await self._start_container(host, service, component, row, image)
             await self._say(row, "waiting for the health check")
@@ -132,6 +145,50 @@ class DeployRunner:
             await self._discard(host, leftover)
             await self._finish(row, Status.FAILED, "failed", f"internal error: {error}")
             await self._finished_hook(row, service)
+        finally:
+            if leftover is not None and paused:  # not live: the old database serves again
+                await asyncio.shield(self._resume(host, paused))
+
+    async def _database_unchanged(
+        self, host: Host, row: Deployment, component: Component, image: str
+    ) -> bool:
+        """A database is replaced only when its image changed: otherwise the running one
+        stays, data, connections and all, and this deployment takes it over."""
+        previous = await self._running(component, exclude=row.id)
+        if not previous or not previous[0].container_id or not previous[0].image:
+            return False
+        live = previous[0]
+        state = await runtime.container_state(host, live.container_id or "")
+        same = (await host.docker.images.inspect(image))["Id"] == (
+            await host.docker.images.inspect(live.image or "")
+        )["Id"]
+        if not same or not state or not state.get("Running"):
+            return False
+        await Deployment.filter(id=row.id).update(container_id=live.container_id)
+        await self._advance(row, Status.BUILDING, Status.DEPLOYING, "unchanged")
+        await self._advance(row, Status.DEPLOYING, Status.RUNNING, "unchanged: kept running")
+        await Deployment.filter(id=live.id).update(
+            status=Status.SUPERSEDED, message="taken over by a newer deployment", updated_at=now()
+        )
+        return True
+
+    async def _free_volume(self, host: Host, component: Component, row: Deployment) -> list[str]:
+        """Two database servers must never share a data volume: the old one stops first
+        (a short outage, the price of a new image); answers what was stopped."""
+        stopped = []
+        for old in await self._running(component, exclude=row.id):
+            if old.container_id and await runtime.container_state(host, old.container_id):
+                await self._say(row, "stopping the old server: its volume is taken over")
+                await runtime.stop_container(host, old.container_id)
+                stopped.append(old.container_id)
+        return stopped
+
+    async def _resume(self, host: Host, containers: list[str]) -> None:
+        for container in containers:
+            try:
+                await runtime.restart_container(host, container)
+            except aiodocker.DockerError as error:
+                log.error("the old database container %s did not start again: %s", container, error)
 
     async def _after_going_live(
         self,
@@ -181,6 +238,12 @@ class DeployRunner:
             stop_timeout_seconds=self.deps.settings.stop_timeout,
             installation=self.deps.settings.installation_id,
         )
+        if component.type in databases.MANAGED:
+            secret = await databases.password(component, self.deps.box)
+            database = databases.container(component, service.slug, secret, self.deps.settings)
+            spec.env |= database.env
+            spec.command = database.command
+            spec.volumes = database.volumes
         container = await runtime.run_container(host, spec)
         row.container_id = container
         await Deployment.filter(id=row.id).update(container_id=container, updated_at=now())
@@ -193,7 +256,7 @@ class DeployRunner:
             host,
             container,
             service.slug,
-            port=component.internal_port,
+            port=databases.port(component) or component.internal_port,
             path=component.healthcheck_path,
             timeout_seconds=self.deps.settings.healthcheck_timeout,
         )
@@ -234,73 +297,48 @@ class DeployRunner:
                 ) from None
             return row.image
         repository = runtime.pinned_repository(service.slug, component.name)
-        if component.type is ComponentType.GITHUB and component.repo_url:
-            pinned = await self._build_from_git(host, component, row, f"{repository}:d{row.id}")
-        elif component.type is ComponentType.DOCKER and component.image:
-            await self._say(row, f"getting image {component.image}")
-            image_id = await runtime.ensure_image(host, component.image)
+        if component.type in builds.BUILT:
+            tag = f"{repository}:d{row.id}"
+            pinned = await builds.build_image(self.deps, host, component, row, tag, self._say)
+        elif reference := _image_reference(component, self.deps.settings):
+            await self._say(row, f"getting image {reference}")
+            image_id = await runtime.ensure_image(host, reference)
             pinned = await runtime.pin_image(host, image_id, repository, f"d{row.id}")
         else:
             raise runtime.RuntimeFailure(
                 f"{component.type.value} components are not deployable in this version"
             )
         row.image = pinned
-        await row.save(update_fields=["image", "commit_sha", "updated_at"])
+        await row.save(update_fields=["image", "commit_sha", "source_path", "updated_at"])
         return pinned
 
-    async def _build_from_git(
-        self, host: Host, component: Component, row: Deployment, tag: str
-    ) -> str:
-        """Clone, pick the first builder that can build the tree, build into ``tag``; every
-        line of output goes live to the job's subscribers."""
-        workdir = self.deps.settings.data_dir / "builds" / str(row.id)
-
-        async def log_line(line: str) -> None:
-            await publish_line(self.deps.bus, row, component.name, line)
-
-        token = self.deps.settings.github_token
-        try:
-            await self._say(row, f"cloning {component.repo_url}")
-            checkout = await git_checkout(
-                component.repo_url or "",
-                component.branch,
-                component.commit,
-                workdir / "source",
-                log_line,
-                github_token=token.get_secret_value() if token else None,
-            )
-            row.commit_sha = checkout.commit_sha
-            reasons = []
-            for builder in self.deps.registry.providers(Builder).values():
-                reason = await builder.can_build(checkout.path, component.dockerfile)
-                if reason is None:
-                    await self._say(row, f"building {checkout.commit_sha[:12]} with {builder.name}")
-                    result = await builder.build(
-                        host, checkout.path, tag, log_line, component.dockerfile
-                    )
-                    await self._say(
-                        row,
-                        f"built {checkout.commit_sha[:12]}: {result.cached_steps} of "
-                        f"{result.total_steps} steps from the cache",
-                    )
-                    return tag
-                reasons.append(f"{builder.name}: {reason}")
-            if not reasons:
-                raise runtime.RuntimeFailure(
-                    "no builder is loaded: load the bundled railpack plugin (it brings the "
-                    "Dockerfile builder) through DIGI_LOAD_PLUGINS"
-                )
-            raise runtime.RuntimeFailure(f"no builder can build this source ({'; '.join(reasons)})")
-        finally:
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
-
     async def _env(self, service: Service, component: Component) -> dict[str, str]:
-        """Service-wide variables, then the component's own over them; PORT when declared."""
-        rows = await EnvVar.filter(service=service, scope__in=["", component.name])
-        env = {"PORT": str(component.internal_port)} if component.internal_port else {}
-        for variable in sorted(rows, key=lambda variable: variable.scope != ""):
-            env[variable.key] = self.deps.box.decrypt(variable.value_encrypted)
-        return env
+        """The managed databases' URLs, then service-wide variables, then the component's own
+        over them; PORT when declared; ${{component.VARIABLE}} references resolved."""
+        components = await Component.filter(service=service)
+        rows = await EnvVar.filter(service=service)
+        own: dict[str, dict[str, str]] = {other.name: {} for other in components}
+        shared: dict[str, str] = {}
+        for variable in rows:
+            value = self.deps.box.decrypt(variable.value_encrypted)
+            if not variable.scope:
+                shared[variable.key] = value
+            elif variable.scope in own:
+                own[variable.scope][variable.key] = value
+        provided: dict[str, dict[str, str]] = {}
+        for other in components:
+            provided[other.name] = {"PORT": str(other.internal_port)} if other.internal_port else {}
+            if other.type in databases.MANAGED:
+                secret = await databases.password(other, self.deps.box)
+                provided[other.name] |= databases.variables(other, secret)
+        env: dict[str, str] = {}
+        if component.type not in databases.MANAGED:  # a server gets no client settings
+            managed = [other for other in components if other.type in databases.MANAGED]
+            env = databases.injected((other, provided[other.name]) for other in managed)
+            env |= provided[component.name]
+        env |= shared | own[component.name]
+        known = {name: provided[name] | shared | own[name] for name in own}
+        return references.resolve(env, known, component=component.name)
 
     def _memory_bytes(self, service: Service) -> int | None:
         settings = self.deps.settings
@@ -411,6 +449,15 @@ class DeployRunner:
                 await await_me_maybe(result)
             except Exception:
                 log.exception("a deployment_finished hook failed")
+
+
+def _image_reference(component: Component, settings: Settings) -> str | None:
+    """The image a docker component or a managed database runs (before pinning)."""
+    if component.type is ComponentType.POSTGRES:
+        return component.image or settings.postgres_image
+    if component.type is ComponentType.REDIS:
+        return component.image or settings.redis_image
+    return component.image if component.type is ComponentType.DOCKER else None
 
 
 def _command(component: Component) -> list[str] | None:

@@ -218,6 +218,12 @@ class Reconciler:
         containers = await runtime.managed_containers(
             host, installation=self.deps.settings.installation_id
         )
+        # A deployment may run a container an earlier one started (a database kept as is).
+        live = set(
+            await Deployment.filter(
+                status__in=[Status.RUNNING, Status.STOPPED], container_id__isnull=False
+            ).values_list("container_id", flat=True)
+        )
         ids = {_deployment_id(container) for container in containers} - {None}
         rows = {
             row.id: row for row in await Deployment.filter(id__in=ids).select_related("service")
@@ -225,7 +231,7 @@ class Reconciler:
         for container in containers:
             deployment_id = _deployment_id(container)
             row = rows.get(deployment_id) if deployment_id is not None else None
-            if row is not None and _still_wanted(row):
+            if container["Id"] in live or (row is not None and _still_wanted(row)):
                 continue
             log.warning(
                 "removing container %s: no live deployment has it (labels %s)",

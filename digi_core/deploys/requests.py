@@ -10,11 +10,10 @@ from collections.abc import Sequence
 
 from digi_core.deploys.queue import JobQueue
 from digi_core.deploys.shared import now, publish
-from digi_core.errors import BadUserInput, Conflict, NotConfigured, NotFound
+from digi_core.errors import BadUserInput, Conflict, NotFound
 from digi_core.events import EventBus
 from digi_core.models import (
     Component,
-    ComponentType,
     Deployment,
     DeploymentStatus,
     Service,
@@ -24,7 +23,6 @@ from digi_core.models import (
 from digi_core.names import validate_component_name
 
 Status = DeploymentStatus
-DEPLOYABLE = {ComponentType.DOCKER, ComponentType.GITHUB}
 ACTIVE = [Status.QUEUED, Status.BUILDING, Status.DEPLOYING]
 SUCCEEDED = [Status.RUNNING, Status.SUPERSEDED, Status.STOPPED]
 
@@ -58,12 +56,6 @@ async def request_deploy(
     chosen = chosen or list(components.values())
     if not chosen:
         raise BadUserInput("the service has no components to deploy: add one first")
-    waiting = [component.name for component in chosen if component.type not in DEPLOYABLE]
-    if waiting:
-        raise NotConfigured(
-            f"this version deploys docker and github components; {', '.join(waiting)} "
-            "cannot be deployed yet: pass `only` with the docker components"
-        )
     return await _queue(user, service, chosen, queue, bus)
 
 

@@ -41,6 +41,7 @@ from digi_core.server.keys import (
     WORKER,
 )
 from digi_core.server.metrics import metrics
+from digi_core.server.upload_routes import setup_upload_routes
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     view = make_view(make_schema(), graphiql=not settings.production)
     app.router.add_route("*", "/graphql", view)
     setup_auth_routes(app)
+    setup_upload_routes(app)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

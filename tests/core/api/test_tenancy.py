@@ -105,6 +105,15 @@ MUTATIONS: dict[str, Case] = {
         lambda w: {"id": w.service_id},
         owned=True,
     ),
+    "applyStack": Case(
+        "mutation($id: ID!, $toml: String!) { applyStack(toml: $toml, serviceId: $id, "
+        "prune: true) { removed service { slug } } }",
+        lambda w: {
+            "id": w.service_id,
+            "toml": 'name = "stolen"\n[services.web]\ntype = "docker"\nimage = "nginx"\n',
+        },
+        owned=True,
+    ),
     "deleteService": Case(
         'mutation($id: ID!) { deleteService(id: $id, confirm: "shop") { removed } }',
         lambda w: {"id": w.service_id},

@@ -25,7 +25,7 @@ from digi_core.config import load_settings
 from digi_core.models import Deployment, DeploymentStatus
 from digi_core.server.app import init_app
 from digi_core.server.keys import WORKER
-from tests.conftest import REDIS_URL, TEST_SECRET, _tar
+from tests.conftest import REDIS_URL, TEST_SECRET, _import, _tar
 from tests.core.api.conftest import Api
 
 V2_IMAGE = "digi-test-web:v2"
@@ -55,6 +55,94 @@ async def test_images(docker_images: dict[str, str]) -> dict[str, str]:
     finally:
         await docker.close()
     return {**docker_images, "v2": V2_IMAGE}
+
+
+DB_BASE_IMAGE = "digi-test-db-base:latest"
+DB_PACKAGES = "postgresql,redis-server,busybox"
+POSTGRES_IMAGE = "digi-test-postgres:latest"
+REDIS_IMAGE = "digi-test-redis:latest"
+STACK_APP_IMAGE = "digi-test-stack-app:latest"
+# The official postgres image's interface (POSTGRES_USER/PASSWORD/DB, its data directory),
+# on Debian's PostgreSQL 15.
+POSTGRES_START = b"""\
+#!/bin/sh
+set -e
+BIN=/usr/lib/postgresql/15/bin
+PGDATA=/var/lib/postgresql/data
+AS_POSTGRES="setpriv --reuid=postgres --regid=postgres --init-groups"
+mkdir -p "$PGDATA" /run/postgresql
+chown -R postgres:postgres "$PGDATA" /run/postgresql
+chmod 700 "$PGDATA"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  echo "$POSTGRES_PASSWORD" > /tmp/password && chown postgres /tmp/password
+  $AS_POSTGRES $BIN/initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile=/tmp/password \
+    --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+  rm /tmp/password
+  echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
+  echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  $AS_POSTGRES $BIN/pg_ctl -D "$PGDATA" -o "-c listen_addresses=" -w start >/dev/null
+  $AS_POSTGRES $BIN/createdb -U "$POSTGRES_USER" "$POSTGRES_DB"
+  $AS_POSTGRES $BIN/pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+fi
+exec $AS_POSTGRES $BIN/postgres -D "$PGDATA"
+"""
+# An app that writes a row and a key on each start, then serves what it reads back.
+STACK_APP_START = b"""\
+#!/bin/sh
+set -e
+mkdir -p /www && echo ok > /www/health
+psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -c "CREATE TABLE IF NOT EXISTS visits (n int)" \
+  -c "INSERT INTO visits VALUES (1)"
+redis-cli -u "$REDIS_URL" --no-auth-warning INCR visits >/dev/null
+rows=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM visits")
+key=$(redis-cli -u "$REDIS_URL" --no-auth-warning GET visits)
+echo "rows=$rows key=$key" > /www/index.html
+exec busybox httpd -f -p 8000 -h /www
+"""
+
+
+@pytest.fixture(scope="session")
+async def database_images(docker_images: dict[str, str], tmp_path_factory: Any) -> dict[str, str]:
+    """PostgreSQL, Redis and an app using both, from Debian's packages (debootstrap once per
+    machine: the base image is kept between runs)."""
+    docker = aiodocker.Docker()
+    try:
+        try:
+            await docker.images.inspect(DB_BASE_IMAGE)
+        except aiodocker.DockerError:
+            root = tmp_path_factory.mktemp("dbroot")
+            await _run(
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={DB_PACKAGES}",
+                "bookworm",
+                str(root / "fs"),
+                "http://deb.debian.org/debian",
+            )
+            await _run("tar", "-C", str(root / "fs"), "-cf", str(root / "fs.tar"), ".")
+            with (root / "fs.tar").open("rb") as archive:
+                await _import(docker, archive, DB_BASE_IMAGE)
+        for tag, start, entrypoint in [
+            (POSTGRES_IMAGE, POSTGRES_START, '["sh", "/start.sh"]'),
+            (STACK_APP_IMAGE, STACK_APP_START, '["sh", "/start.sh"]'),
+            (REDIS_IMAGE, b"", '["redis-server"]'),
+        ]:
+            dockerfile = f"FROM {DB_BASE_IMAGE}\nCOPY start.sh /start.sh\nCMD {entrypoint}\n"
+            context = _tar({"Dockerfile": dockerfile.encode(), "start.sh": start})
+            await docker.images.build(
+                fileobj=io.BytesIO(context), encoding="application/x-tar", tag=tag
+            )
+    finally:
+        await docker.close()
+    return {"postgres": POSTGRES_IMAGE, "redis": REDIS_IMAGE, "app": STACK_APP_IMAGE}
+
+
+async def _run(*command: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, f"{command[0]} failed:\n{output.decode()[-2000:]}"
 
 
 @dataclass
@@ -142,6 +230,8 @@ async def platform(
         "DIGI_STOP_TIMEOUT": 2,
         # Tests run the reconciler's passes themselves.
         "DIGI_RECONCILE_INTERVAL": 3600,
+        "DIGI_POSTGRES_IMAGE": POSTGRES_IMAGE,
+        "DIGI_REDIS_IMAGE": REDIS_IMAGE,
     }
     if request.param == "postgres+redis":
         overrides["DATABASE_URL"] = postgres_url
