@@ -1,5 +1,5 @@
-"""Managed PostgreSQL and Redis: an app + postgres + redis service where the app connects
-with its injected URLs and writes; the data survives a database's replacement."""
+"""Managed PostgreSQL and Redis: a digi.toml stack of app + postgres + redis where the app
+connects with its injected URLs and writes; the data survives a database's replacement."""
 
 from __future__ import annotations
 
@@ -11,10 +11,27 @@ from digi_core.models import Deployment, DeploymentStatus
 from tests.core.deploys.conftest import Platform
 from tests.core.deploys.test_pipeline import hostname
 
-STACK = (
-    '[{name: "app", type: DOCKER, image: "digi-test-stack-app:latest", port: 8000, '
-    'healthcheckPath: "/health", env: [{key: "MY_DB", value: "${{ db.DATABASE_URL }}"}]}, '
-    '{name: "db", type: POSTGRES}, {name: "cache", type: REDIS}]'
+DIGI_TOML = """\
+name = "stack"
+
+[services.app]
+type = "docker"
+image = "digi-test-stack-app:latest"
+port = 8000
+healthcheck = "/health"
+
+[services.app.env]
+MY_DB = "${{ db.DATABASE_URL }}"
+
+[services.db]
+type = "postgres"
+
+[services.cache]
+type = "redis"
+"""
+APPLY = (
+    "mutation($toml: String!) { applyStack(toml: $toml) "
+    "{ created service { id slug components { id name url } } } }"
 )
 
 
@@ -31,7 +48,10 @@ async def test_an_app_with_postgres_and_redis_writes_and_the_data_outlives_the_d
     platform: Platform, database_images: dict[str, str]
 ) -> None:
     _, token = await platform.user("owner@example.com")
-    service = await platform.service(token, "stack", STACK)
+    applied = (await platform.gql(APPLY, {"toml": DIGI_TOML}, token=token))["applyStack"]
+    assert sorted(applied["created"]) == ["app", "cache", "db"]
+    service = applied["service"]
+    service["components"].sort(key=lambda component: component["name"] != "app")
     await deploy(platform, token, service)
     host = hostname(service, platform)
     await platform.expect(host, 200, "rows=1 key=1")
