@@ -19,6 +19,7 @@ from digi_core.errors import BadUserInput, DigiError
 
 MAX_UPLOAD_BYTES = 200 * 2**20
 MAX_MEMBERS = 50_000
+UPLOADS_KEPT = 5  # per component: the recent ones say what recent deployments ran
 
 
 class UploadTooLarge(DigiError):
@@ -53,7 +54,19 @@ async def receive(chunks: AsyncIterator[bytes], into: Path) -> Path:
         await asyncio.to_thread(archive.close)
         await asyncio.to_thread(path.unlink, True)
         raise
+    await asyncio.to_thread(_prune, into)
     return path
+
+
+def _prune(into: Path) -> None:
+    kept = sorted(into.glob("*.tar"), key=lambda path: path.stat().st_mtime, reverse=True)
+    for old in kept[UPLOADS_KEPT:]:
+        old.unlink(missing_ok=True)
+
+
+def remove_all(data_dir: Path, service_slug: str) -> None:
+    """A deleted service's uploads go with it."""
+    shutil.rmtree(data_dir / "uploads" / service_slug, ignore_errors=True)
 
 
 def check(archive: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from digi_core import runtime
+from digi_core import runtime, uploads
 from digi_core.deploys.queue import JobQueue
 from digi_core.deploys.requests import ACTIVE, cancel_job
 from digi_core.deploys.shared import Deps, now, publish, refresh_service_status
@@ -99,6 +99,7 @@ async def teardown_service(deps: Deps, queue: JobQueue, service: Service) -> lis
     await runtime.remove_network(host, service.slug)
     volumes = await runtime.remove_volumes(host, service.slug)
     images = await runtime.remove_pinned_images(host, service.slug)
+    await asyncio.to_thread(uploads.remove_all, deps.settings.data_dir, service.slug)
     await deps.compute.release_service(service)
     await Deployment.filter(service=service, status__in=[Status.RUNNING, Status.STOPPED]).update(
         status=Status.SUPERSEDED, message="the service was deleted", updated_at=now()

@@ -109,3 +109,19 @@ async def test_not_a_tarball_and_too_large_are_refused(
     monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 1000)
     status, answer = await upload(platform, token, service, b"x" * 5000)
     assert status == 413 and "larger than" in answer["error"]["message"]
+
+
+async def test_uploads_are_pruned_and_go_with_their_service(platform: Platform) -> None:
+    _, token = await platform.user("owner@example.com")
+    service = await platform.service(token, "up", UPLOAD)
+    kept = uploads.upload_dir(platform.settings.data_dir, service["slug"], "web")
+    body = tarball([file("index.html")], {"index.html": b"hi\n"})
+    for _ in range(uploads.UPLOADS_KEPT + 2):
+        assert (await upload(platform, token, service, body))[0] == 200
+    assert len(list(kept.glob("*.tar"))) == uploads.UPLOADS_KEPT
+    await platform.gql(
+        'mutation($id: ID!) { deleteService(id: $id, confirm: "up") { removed } }',
+        {"id": service["id"]},
+        token=token,
+    )
+    assert not kept.exists()
