@@ -1,4 +1,4 @@
-"""What the deploy bench measures: the test image, ``digi server`` in a child process with
+"""What the benches share: the test image, ``digi server`` in a child process with
 production settings, its first user, a GraphQL client, and the cleanup of what Digi made.
 """
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import os
 import secrets
 import signal
@@ -55,6 +56,8 @@ PASSWORD = "bench horse battery staple"
 DIGI = str(Path(sys.executable).with_name("digi"))
 SERVER_START_SECONDS = 60.0
 SERVER_STOP_SECONDS = 30.0
+EVENT_SECONDS = 300.0
+"""The longest a deploy job's subscription may stay silent (a slow build step's output)."""
 # Settings of the caller's shell that would change what is measured; the child gets ours.
 FOREIGN_PREFIXES = (
     *("DIGI_", "DATABASE_", "REDIS_", "PLATFORM_", "SMTP_", "PROXMOX_", "CLOUDFLARE_"),
@@ -89,9 +92,11 @@ def busybox_rootfs() -> bytes:
 
 
 async def ensure_images(docker: aiodocker.Docker) -> None:
-    """The test suite's web image (busybox httpd on port 8000), built offline when missing."""
+    """The test suite's web image (busybox httpd on port 8000) and its base, built offline
+    when missing."""
     try:
-        await docker.images.inspect(WEB_IMAGE)
+        for image in (BASE_IMAGE, WEB_IMAGE):
+            await docker.images.inspect(image)
         return
     except aiodocker.DockerError as error:
         if error.status != 404:
@@ -230,15 +235,28 @@ async def _stop(process: asyncio.subprocess.Process, caddy_admin_url: str) -> No
 class Service:
     id: str
     slug: str
+    name: str
     hostname: str
+    """The first component with a URL's (managed databases have none)."""
+
+
+@dataclass
+class JobEvent:
+    seconds: float
+    """Since the ``since`` given to ``Api.job_events`` (``time.perf_counter``), when it came."""
+    component: str
+    status: str
+    message: str
 
 
 class Api:
-    """GraphQL over HTTP as a user's client sends it, for the one service the bench deploys."""
+    """GraphQL over HTTP (and subscriptions over graphql-transport-ws) as a user's client
+    sends it."""
 
     def __init__(self, session: aiohttp.ClientSession, url: str, token: str) -> None:
         self.session = session
         self.url = f"{url}/graphql"
+        self.token = token
         self.headers = {"Authorization": f"Bearer {token}"}
 
     async def gql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
@@ -249,12 +267,26 @@ class Api:
             raise BenchError(f"GraphQL error: {answer['errors'][0].get('message')}")
         return answer["data"]
 
-    async def create_service(self) -> Service:
-        query = f'mutation {{ createService(name: "bench", components: {COMPONENTS}) '
+    async def create_service(self, name: str = "bench", components: str = COMPONENTS) -> Service:
+        """A service of ``components`` (a GraphQL list literal)."""
+        query = f'mutation {{ createService(name: "{name}", components: {components}) '
         created = (await self.gql(query + "{ id slug components { url } } }"))["createService"]
-        url = created["components"][0]["url"]
+        url = next(found["url"] for found in created["components"] if found["url"])
         hostname = url.split("://", 1)[1].split("/")[0].split(":")[0]
-        return Service(id=created["id"], slug=created["slug"], hostname=hostname)
+        return Service(created["id"], created["slug"], name, hostname)
+
+    async def update_components(self, service: Service, components: str) -> None:
+        await self.gql(
+            f"mutation($id: ID!) {{ updateService(id: $id, components: {components}) {{ id }} }}",
+            {"id": service.id},
+        )
+
+    async def delete_service(self, service: Service) -> None:
+        await self.gql(
+            "mutation($id: ID!, $confirm: String!) "
+            "{ deleteService(id: $id, confirm: $confirm) { removed } }",
+            {"id": service.id, "confirm": service.name},
+        )
 
     async def set_marker(self, service: Service, marker: str) -> None:
         await self.gql(
@@ -263,12 +295,17 @@ class Api:
             {"id": service.id, "vars": [{"key": "COMPONENT", "value": marker}]},
         )
 
-    async def deploy(self, service: Service) -> str:
+    async def deploy_job(self, service: Service) -> tuple[str, list[str]]:
+        """Deploy every component: the job's id and its deployments' ids."""
         data = await self.gql(
             "mutation($id: ID!) { deployService(serviceId: $id) { jobId deployments { id } } }",
             {"id": service.id},
         )
-        return str(data["deployService"]["deployments"][0]["id"])
+        answer = data["deployService"]
+        return str(answer["jobId"]), [str(row["id"]) for row in answer["deployments"]]
+
+    async def deploy(self, service: Service) -> str:
+        return (await self.deploy_job(service))[1][0]
 
     async def latest_deployment(self, service: Service) -> dict[str, Any]:
         data = await self.gql(
@@ -277,19 +314,51 @@ class Api:
         )
         return dict(data["service"]["deployments"][0])
 
+    async def job_events(self, job_id: str, since: float) -> AsyncIterator[JobEvent]:
+        """``deploymentStatus(jobId)``: the job's rows as they are, then every status change
+        and line of build output until each deployment is final."""
+        query = (
+            "subscription($job: String!) "
+            "{ deploymentStatus(jobId: $job) { component status message } }"
+        )
+        ws_url = self.url.replace("http://", "ws://", 1)
+        async with self.session.ws_connect(ws_url, protocols=["graphql-transport-ws"]) as ws:
+            await ws.send_json({"type": "connection_init", "payload": {"token": self.token}})
+            if (await ws.receive_json(timeout=10))["type"] != "connection_ack":
+                raise BenchError("the server refused the subscription's connection")
+            payload = {"query": query, "variables": {"job": job_id}}
+            await ws.send_json({"id": "1", "type": "subscribe", "payload": payload})
+            while (message := await ws.receive_json(timeout=EVENT_SECONDS))["type"] != "complete":
+                if message["type"] != "next":
+                    raise BenchError(f"deploymentStatus answered {message}")
+                event = message["payload"]["data"]["deploymentStatus"]
+                yield JobEvent(
+                    time.perf_counter() - since,
+                    event["component"],
+                    event["status"],
+                    event["message"] or "",
+                )
+
 
 async def remove_service(docker: aiodocker.Docker, service: Service) -> None:
-    """The service's containers, network and pinned images: Digi leaves them running when it
-    stops."""
-    for container in await docker.containers.list(
-        all=True, filters={"label": [f"{runtime.LABEL_SERVICE}={service.slug}"]}
-    ):
+    """The service's containers, network, data volumes and pinned images: Digi leaves them
+    in place when it stops, and a failed run may not have deleted the service."""
+    label = f"{runtime.LABEL_SERVICE}={service.slug}"
+    for container in await docker.containers.list(all=True, filters={"label": [label]}):
         await container.delete(force=True)
     with contextlib.suppress(aiodocker.DockerError):
         await (await docker.networks.get(runtime.network_name(service.slug))).delete()
-    repository = f"digi/{service.slug}-web"
-    for image in await docker.images.list(filters={"reference": [repository]}):
+    volumes: set[str] = set()
+    for filters in ({"label": [label]}, {"name": [f"digi-{service.slug}-"]}):
+        found = await docker._query_json("volumes", params={"filters": json.dumps(filters)})
+        volumes |= {str(volume["Name"]) for volume in found.get("Volumes") or []}
+    for name in volumes:
+        with contextlib.suppress(aiodocker.DockerError):
+            async with docker._query(f"volumes/{name}", method="DELETE"):
+                pass
+    prefix = f"digi/{service.slug}-"
+    for image in await docker.images.list(filters={"reference": [f"{prefix}*"]}):
         for tag in image.get("RepoTags") or []:
-            if tag.startswith(f"{repository}:"):
+            if tag.startswith(prefix):
                 with contextlib.suppress(aiodocker.DockerError):
                     await docker.images.delete(tag)

@@ -268,6 +268,11 @@ async def remove_services(slugs: set[str]) -> None:
                 await container.delete(force=True)
             for network in await docker.networks.list(filters=label):
                 await aiodocker.networks.DockerNetwork(docker, network["Id"]).delete()
+            volumes = await docker.volumes.list(
+                filters={"label": f"{runtime.LABEL_SERVICE}={slug}"}
+            )
+            for volume in volumes.get("Volumes") or []:
+                await aiodocker.volumes.DockerVolume(docker, volume["Name"]).delete()
             reference = json.dumps({"reference": [f"digi/{slug}-*"]})
             for image in await docker._query_json("images/json", params={"filters": reference}):
                 for tag in image.get("RepoTags") or []:
