@@ -14,8 +14,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from digi_core import names
+from digi_core.deploys import databases
 from digi_core.errors import BadUserInput
-from digi_core.models import ComponentType
+from digi_core.models import Component, ComponentType
 
 ESCAPED_OPENING = "$${{"
 SYNTAX = "${{component.VARIABLE}}"
@@ -26,14 +27,15 @@ BODY = re.compile(
     rf"\s*(?P<component>{names.SERVICE_NAME.pattern})\.(?P<variable>{names.ENV_KEY.pattern})\s*"
 )
 
-# What the platform itself gives a managed database to refer to, besides its own env vars:
-# the names of deploys/databases.variables(), which supplies the values at deploy time. This
-# table is what ``applyStack`` accepts before anything ran.
+# What the platform itself gives a managed database to refer to, besides its own env vars,
+# so that ``applyStack`` can check references before anything ran. Read off the function that
+# supplies the values at deploy time (an unsaved component and a placeholder secret are all it
+# needs), so the two cannot drift apart.
 MANAGED_VARIABLES: Mapping[ComponentType, frozenset[str]] = {
-    ComponentType.POSTGRES: frozenset(
-        {"DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"}
-    ),
-    ComponentType.REDIS: frozenset({"REDIS_URL"}),
+    component_type: frozenset(
+        databases.variables(Component(name="db", type=component_type), secret="")
+    )
+    for component_type in databases.MANAGED
 }
 SHOWN_VARIABLES = 20
 

@@ -10,7 +10,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from digi_core import names
+from digi_core import names, references
 from digi_core.crypto import SecretBox
 from digi_core.errors import BadUserInput, Conflict, NotFound
 from digi_core.models import (
@@ -49,7 +49,9 @@ class ComponentSpec:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _validated(spec: ComponentSpec) -> ComponentSpec:
+def validated_spec(spec: ComponentSpec) -> ComponentSpec:
+    """``spec`` checked and normalised in place as it will be stored (a repo's branch defaults
+    to main); BadUserInput names the API field at fault."""
     spec.name = names.validate_component_name(spec.name)
     if spec.type is ComponentType.DOCKER and not spec.image:
         raise BadUserInput(
@@ -126,7 +128,7 @@ async def create_service(
     owner: User, name: str, components: Sequence[ComponentSpec], box: SecretBox
 ) -> Service:
     name = names.validate_service_name(name)
-    specs = [_validated(spec) for spec in components]
+    specs = [validated_spec(spec) for spec in components]
     if not specs:
         raise BadUserInput("a service needs at least one component", field="components")
     if len(specs) > MAX_COMPONENTS:
@@ -155,7 +157,7 @@ async def update_service(
     remove_components: Sequence[str] = (),
 ) -> Service:
     """Rename (the slug and URLs stay), add or change components by name, remove some."""
-    specs = [_validated(spec) for spec in components]
+    specs = [validated_spec(spec) for spec in components]
     _check_unique_names(spec.name for spec in specs)
     async with in_transaction():
         if name is not None:
@@ -241,7 +243,16 @@ async def component_of(service: Service, component_name: str | None) -> Componen
 async def set_env_vars(
     service: Service, component: Component | None, values: dict[str, str], box: SecretBox
 ) -> list[EnvVar]:
-    return await _set_env(service, component, _validated_env(values), box)
+    """Set ``values`` for the whole service, or for ``component``'s own env when given."""
+    values = _validated_env(values)
+    # A malformed ``${{`` is refused now, naming its key, not first at the next deploy.
+    # Whether a reference names a real component and variable is still the deploy's to say:
+    # the component it names may be created after this.
+    try:
+        references.references(values, component=component.name if component else None)
+    except BadUserInput as error:
+        raise BadUserInput(error.message, field="value") from None
+    return await _set_env(service, component, values, box)
 
 
 async def delete_env_vars(

@@ -35,6 +35,7 @@ from digi_core import names, references, services
 from digi_core.errors import BadUserInput
 from digi_core.models import ComponentType
 from digi_core.services import MAX_COMPONENTS, ComponentSpec
+from digi_core.toml_lines import BARE_KEY, KeyPath, key_lines
 
 MAX_STACK_BYTES = 64 * 1024
 MAX_PROBLEMS_SHOWN = 20
@@ -87,16 +88,14 @@ def _env_value(value: str) -> str:
     return value
 
 
-# The schema's patterns help editors; the validators (the API's own) stay the rule.
-ServiceName = Annotated[
-    str,
-    _checked(names.validate_service_name),
-    Field(json_schema_extra={"pattern": f"^{names.SERVICE_NAME.pattern}$"}),
-]
+def _pattern(regex: re.Pattern[str]) -> Any:
+    """The regex for the JSON Schema: it helps editors; the validators (the API's) stay the rule."""
+    return Field(json_schema_extra={"pattern": f"^{regex.pattern}$"})
+
+
+ServiceName = Annotated[str, _checked(names.validate_service_name), _pattern(names.SERVICE_NAME)]
 ComponentName = Annotated[
-    str,
-    _checked(names.validate_component_name),
-    Field(json_schema_extra={"pattern": f"^{names.SERVICE_NAME.pattern}$"}),
+    str, _checked(names.validate_component_name), _pattern(names.SERVICE_NAME)
 ]
 GitUrl = Annotated[str, _checked(names.validate_git_url)]
 Branch = Annotated[str, _checked(names.validate_branch)]
@@ -106,11 +105,7 @@ Port = Annotated[
     int, _checked(names.validate_port), Field(json_schema_extra={"minimum": 1, "maximum": 65535})
 ]
 HealthcheckPath = Annotated[str, _checked(names.validate_healthcheck_path)]
-EnvKey = Annotated[
-    str,
-    _checked(names.validate_env_key),
-    Field(json_schema_extra={"pattern": f"^{names.ENV_KEY.pattern}$"}),
-]
+EnvKey = Annotated[str, _checked(names.validate_env_key), _pattern(names.ENV_KEY)]
 EnvValue = Annotated[str, _checked(_env_value)]
 
 
@@ -171,7 +166,7 @@ class StackComponent(BaseModel):
         )
         # The same function validates createService's input: one set of rules, and the spec
         # comes back normalised as it will be stored (default branch, lowercase commit).
-        return services._validated(spec)
+        return services.validated_spec(spec)
 
 
 class Stack(BaseModel):
@@ -247,17 +242,8 @@ def parse_stack(text: str, filename: str = FILENAME) -> Stack:
     except UnicodeEncodeError:
         raise StackError([Problem(1, "", "the file is not valid UTF-8 text")], filename) from None
     if size > MAX_STACK_BYTES:
-        raise StackError(
-            [
-                Problem(
-                    1,
-                    "",
-                    f"the file has {size} bytes; a stack file is limited to "
-                    f"{MAX_STACK_BYTES // 1024} KiB",
-                )
-            ],
-            filename,
-        )
+        limit = f"a stack file is limited to {MAX_STACK_BYTES // 1024} KiB"
+        raise StackError([Problem(1, "", f"the file has {size} bytes; {limit}")], filename)
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -292,7 +278,6 @@ class _TomlJsonSchema(GenerateJsonSchema):
 # --- problems -------------------------------------------------------------------------------
 
 SYNTAX_LOCATION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
-BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 TYPE_NAMES: tuple[tuple[type, str], ...] = (
     (bool, "a boolean"),
     (int, "an integer"),
@@ -322,9 +307,9 @@ def _syntax_problem(message: str, text: str) -> Problem:
     return Problem(max(1, text.count("\n") + 1), "", f"invalid TOML: {reason}")
 
 
-def _problem(details: Any, lines: dict[tuple[str | int, ...], int]) -> Problem:
+def _problem(details: Any, lines: dict[KeyPath, int]) -> Problem:
     context = details.get("ctx") or {}
-    path: tuple[str | int, ...] = tuple(part for part in details["loc"] if part != "[key]")
+    path: KeyPath = tuple(part for part in details["loc"] if part != "[key]")
     if "path" in context:
         path = tuple(context["path"])
     elif "key" in context:
@@ -332,7 +317,7 @@ def _problem(details: Any, lines: dict[tuple[str | int, ...], int]) -> Problem:
     return Problem(_line_of(path, lines), _shown_path(path), _message(details, path))
 
 
-def _message(details: Any, path: tuple[str | int, ...]) -> str:
+def _message(details: Any, path: KeyPath) -> str:
     kind = details["type"]
     if kind == "digi":
         return str(details["ctx"]["message"])
@@ -354,12 +339,12 @@ def _type_name(value: object) -> str:
     return next((name for kind, name in TYPE_NAMES if isinstance(value, kind)), "a value")
 
 
-def _known_keys(path: tuple[str | int, ...]) -> list[str]:
+def _known_keys(path: KeyPath) -> list[str]:
     model: type[BaseModel] = Stack if len(path) == 1 else StackComponent
     return list(model.model_fields)
 
 
-def _shown_path(path: tuple[str | int, ...]) -> str:
+def _shown_path(path: KeyPath) -> str:
     shown = ""
     for part in path:
         if isinstance(part, int):
@@ -370,180 +355,10 @@ def _shown_path(path: tuple[str | int, ...]) -> str:
     return shown
 
 
-def _line_of(path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> int:
+def _line_of(path: KeyPath, lines: dict[KeyPath, int]) -> int:
     """The line of ``path``, or of its nearest parent that the file spells out (a missing key
     is reported at its table)."""
     for end in range(len(path), 0, -1):
         if path[:end] in lines:
             return lines[path[:end]]
     return 1
-
-
-# --- where each key is ----------------------------------------------------------------------
-# tomllib gives no positions, so the text is scanned once more for where each key is defined.
-# It runs only on text tomllib accepted, so it can trust the syntax; it only has to skip
-# values (strings that may hold "[x]" or "a = b", arrays over several lines) correctly.
-
-KeyPath = tuple[str | int, ...]
-SCALAR_END = frozenset(",]}#\n\r")
-
-
-class _Scanner:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.position = 0
-        self.line = 1
-        self.lines: dict[KeyPath, int] = {}
-        self.array_tables: dict[KeyPath, int] = {}
-
-    def scan(self) -> dict[KeyPath, int]:
-        table: KeyPath = ()
-        while True:
-            self._skip(newlines=True)
-            if self.position >= len(self.text):
-                return self.lines
-            line = self.line
-            if self.text.startswith("[[", self.position):
-                self._advance(2)
-                path = self._in_arrays(self._key())
-                index = self.array_tables.get(path, 0)
-                self.array_tables[path] = index + 1
-                table = (*path, index)
-                self._define(table, line)
-                self._expect("]]")
-            elif self.text.startswith("[", self.position):
-                self._advance(1)
-                table = self._in_arrays(self._key())
-                self._define(table, line)
-                self._expect("]")
-            else:
-                self._key_value(table)
-
-    def _in_arrays(self, path: KeyPath) -> KeyPath:
-        """A header's path with the index of the latest ``[[table]]`` after each parent that
-        is an array of tables: ``[fruit.variety]`` after ``[[fruit]]`` is in fruit's last."""
-        resolved: list[str | int] = []
-        for part in path[:-1]:
-            resolved.append(part)
-            count = self.array_tables.get(tuple(resolved))
-            if count is not None:
-                resolved.append(count - 1)
-        return (*resolved, *path[-1:])
-
-    def _define(self, path: KeyPath, line: int) -> None:
-        for end in range(1, len(path)):
-            self.lines.setdefault(path[:end], line)
-        self.lines[path] = line
-
-    def _key_value(self, table: KeyPath) -> None:
-        line = self.line
-        path = (*table, *self._key())
-        self._define(path, line)
-        self._expect("=")
-        self._value(path)
-
-    def _key(self) -> KeyPath:
-        parts: list[str | int] = []
-        while True:
-            self._skip()
-            character = self.text[self.position]
-            if character in "\"'":
-                start = self.position
-                self._string()
-                # tomllib decodes the quoted key exactly as it did when parsing.
-                parts.append(tomllib.loads(f"k = {self.text[start : self.position]}")["k"])
-            else:
-                match = BARE_KEY.match(self.text, self.position)
-                if match is None:
-                    raise ValueError(f"no key at offset {self.position}")
-                parts.append(match.group(0))
-                self._advance(len(match.group(0)))
-            self._skip()
-            if not self.text.startswith(".", self.position):
-                return tuple(parts)
-            self._advance(1)
-
-    def _value(self, path: KeyPath) -> None:
-        self._skip()
-        character = self.text[self.position]
-        if character in "\"'":
-            self._string()
-        elif character == "[":
-            self._advance(1)
-            index = 0
-            while True:
-                self._skip(newlines=True)
-                if self.text.startswith("]", self.position):
-                    self._advance(1)
-                    return
-                self.lines.setdefault((*path, index), self.line)
-                self._value((*path, index))
-                index += 1
-                self._skip(newlines=True)
-                if self.text.startswith(",", self.position):
-                    self._advance(1)
-        elif character == "{":
-            self._advance(1)
-            while True:
-                self._skip(newlines=True)
-                if self.text.startswith("}", self.position):
-                    self._advance(1)
-                    return
-                self._key_value(path)
-                self._skip(newlines=True)
-                if self.text.startswith(",", self.position):
-                    self._advance(1)
-        else:
-            start = self.position
-            while self.position < len(self.text) and self.text[self.position] not in SCALAR_END:
-                self.position += 1
-            if self.position == start:
-                raise ValueError(f"no value at offset {start}")
-
-    def _string(self) -> None:
-        quote = self.text[self.position]
-        delimiter = quote * 3 if self.text.startswith(quote * 3, self.position) else quote
-        self._advance(len(delimiter))
-        while not self.text.startswith(delimiter, self.position):
-            step = 2 if quote == '"' and self.text[self.position] == "\\" else 1
-            self._advance(step)
-        self._advance(len(delimiter))
-        # A multi-line string may end with up to two more quotes that belong to its content.
-        for _ in range(2 if len(delimiter) == 3 else 0):
-            if self.text.startswith(quote, self.position):
-                self._advance(1)
-
-    def _skip(self, *, newlines: bool = False) -> None:
-        """Spaces and tabs, comments, and with ``newlines`` line breaks too."""
-        while self.position < len(self.text):
-            character = self.text[self.position]
-            if character in " \t" or (newlines and character in "\r\n"):
-                self._advance(1)
-            elif character == "#":
-                end = self.text.find("\n", self.position)
-                self.position = len(self.text) if end < 0 else end
-            else:
-                return
-
-    def _expect(self, token: str) -> None:
-        self._skip()
-        if not self.text.startswith(token, self.position):
-            raise ValueError(f"expected {token!r} at offset {self.position}")
-        self._advance(len(token))
-
-    def _advance(self, count: int) -> None:
-        if self.position + count > len(self.text):
-            raise ValueError("unexpected end of text")
-        self.line += self.text.count("\n", self.position, self.position + count)
-        self.position += count
-
-
-def key_lines(text: str) -> dict[KeyPath, int]:
-    """The line where each key path of a valid TOML text is defined (tables: their header)."""
-    scanner = _Scanner(text)
-    try:
-        return scanner.scan()
-    except (ValueError, IndexError, tomllib.TOMLDecodeError):
-        # Only text tomllib accepted gets here; should the scan still stumble, the keys found so
-        # far keep their lines and the rest fall back to their table's (or line 1).
-        return scanner.lines

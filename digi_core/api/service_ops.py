@@ -339,12 +339,13 @@ class ServiceSubscription:
         query = Deployment.filter(job_id=job_id).select_related("component", "service")
         if user.role is not Role.ADMIN:
             query = query.filter(service__owner=user)
-        rows = await query
-        if not rows:
+        if not await query.exists():
             raise NotFound(f"no deploy job {job_id}", field="jobId")
-        # The subscription completes once every deployment of the job has a final status.
-        unfinished = {row.id for row in rows if not row.status.final}
         async with info.context.bus.subscribe(f"deployment:{job_id}") as events:
+            # Read once subscribed: nothing published in between is lost.
+            rows = await query
+            # The subscription completes once every deployment of the job has a final status.
+            unfinished = {row.id for row in rows if not row.status.final}
             for row in rows:
                 yield DeploymentEvent(
                     job_id=job_id,

@@ -7,8 +7,9 @@ import time
 import pytest
 
 from digi_core import names, references
+from digi_core.deploys import databases
 from digi_core.errors import BadUserInput
-from digi_core.models import ComponentType
+from digi_core.models import Component, ComponentType
 
 VARIABLES = {
     "db": {"DATABASE_URL": "postgres://digi:s3cret@db:5432/app", "PGHOST": "db"},
@@ -128,6 +129,21 @@ def test_what_the_platform_provides() -> None:
     assert references.provided_variables(ComponentType.REDIS, port=None) == {"REDIS_URL"}
     assert references.provided_variables(ComponentType.DOCKER, port=80) == {"PORT"}
     assert references.provided_variables(ComponentType.GITHUB, port=None) == set()
+
+
+@pytest.mark.parametrize("component_type", [ComponentType.POSTGRES, ComponentType.REDIS])
+def test_a_managed_database_offers_exactly_what_its_deploy_gives(
+    component_type: ComponentType,
+) -> None:
+    """What applyStack accepts before a deploy is what the deploy then resolves references with."""
+    given = databases.variables(Component(name="db", type=component_type), "s3cret")
+    assert references.MANAGED_VARIABLES[component_type] == set(given)
+    assert references.provided_variables(component_type, port=None) == set(given)
+    assert references.provided_variables(component_type, port=5432) == {*given, "PORT"}
+
+
+def test_every_managed_database_type_has_its_variables() -> None:
+    assert set(references.MANAGED_VARIABLES) == databases.MANAGED
 
 
 def test_a_resolved_value_is_held_to_the_size_limit() -> None:

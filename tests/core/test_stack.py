@@ -11,7 +11,7 @@ import pytest
 from digi_core import stack
 from digi_core.models import ComponentType
 from digi_core.services import ComponentSpec
-from digi_core.stack import StackError, key_lines, parse_stack
+from digi_core.stack import StackError, parse_stack
 from tests.conftest import DIGI
 
 SHOP = """\
@@ -320,47 +320,6 @@ def test_many_problems_are_cut_short() -> None:
     problems = problems_of(text)
     assert len(problems) == stack.MAX_PROBLEMS_SHOWN + 1
     assert problems[-1] == "… and 10 more problems"
-
-
-def test_key_lines_are_not_fooled_by_strings_and_arrays() -> None:
-    text = textwrap.dedent(
-        '''\
-        name = "shop" # [services.fake]
-        [services.web]
-        start = """
-        [services.fake]
-        port = 1
-        \\"""
-        """
-        branch = 'a = b'
-        ports = [
-          1, # ]
-          "]",
-          { inner = 2 },
-        ]
-        "quoted.key" = 1
-        a.b . c = 2
-        [[services.web.list]]
-        x = 1
-        [[services.web.list]]
-        x = 2
-        [services.web.list.sub]
-        y = 3
-        '''
-    )
-    lines = key_lines(text)
-    assert lines[("name",)] == 1
-    assert lines[("services", "web")] == 2
-    assert lines[("services", "web", "start")] == 3
-    assert ("services", "fake") not in lines
-    assert lines[("services", "web", "branch")] == 8
-    assert lines[("services", "web", "ports")] == 9
-    assert lines[("services", "web", "ports", 1)] == 11
-    assert lines[("services", "web", "ports", 2, "inner")] == 12
-    assert lines[("services", "web", "quoted.key")] == 14
-    assert lines[("services", "web", "a", "b", "c")] == 15
-    assert lines[("services", "web", "list", 1, "x")] == 19
-    assert lines[("services", "web", "list", 1, "sub", "y")] == 21
 
 
 def test_the_json_schema_for_editors(subprocess_env: dict[str, str]) -> None:

@@ -318,6 +318,37 @@ async def test_env_vars_are_set_per_scope_shown_to_the_owner_and_encrypted_at_re
     assert len(rows) == 1 and SecretBox(TEST_SECRET).decrypt(rows[0].value_encrypted) == "test"
 
 
+async def test_set_env_vars_refuses_a_malformed_reference_at_once_naming_its_key(
+    api: Api,
+) -> None:
+    _, token = await api.user()
+    service_id = (await create_service(api, token, components=[WEB, DB]))["id"]
+    good = {"key": "DATABASE_URL", "value": "${{ db.DATABASE_URL }}"}
+    for bad, component, says in [
+        ("${{db}}", None, "BROKEN: `${{` must start a reference"),
+        ("x ${{ no closing", "web", "web's BROKEN: `${{` must start a reference"),
+    ]:
+        variables = {
+            "serviceId": service_id,
+            "vars": [good, {"key": "BROKEN", "value": bad}],
+            "component": component,
+        }
+        error = await refused(api, SET_ENV_VARS, variables, token)
+        assert (error.code, error.field) == ("BAD_USER_INPUT", "value")
+        assert str(error).startswith(says), str(error)
+        assert bad not in str(error)
+    assert await EnvVar.filter(service_id=int(service_id)).count() == 0
+
+    # Well-formed references and the $${{ escape are kept as written, to resolve at deploy.
+    escaped = {"key": "LITERAL", "value": "$${{db}}"}
+    variables = {"serviceId": service_id, "vars": [good, escaped], "component": "web"}
+    stored = (await api.gql(SET_ENV_VARS, variables, token))["setEnvVars"]
+    assert {(v["key"], v["value"]) for v in stored} == {
+        ("DATABASE_URL", "${{ db.DATABASE_URL }}"),
+        ("LITERAL", "$${{db}}"),
+    }
+
+
 async def test_delete_env_vars_answers_the_count_and_unknown_components_are_not_found(
     api: Api,
 ) -> None:
