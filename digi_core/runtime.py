@@ -199,7 +199,10 @@ async def wait_healthy(
 async def _answers(address: str, port: int, path: str | None) -> bool:
     try:
         if path is None:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 2)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel (a user's
+            # cancelDeployment) that lands as the connection completes.
+            async with asyncio.timeout(2):
+                _, writer = await asyncio.open_connection(address, port)
             writer.close()
             await writer.wait_closed()
             return True

@@ -35,6 +35,7 @@ from digi_core.providers import Host
 log = logging.getLogger(__name__)
 
 Status = DeploymentStatus
+IN_PROGRESS = [Status.QUEUED, Status.BUILDING, Status.DEPLOYING]
 PINNED_IMAGES_KEPT = 5
 
 
@@ -434,10 +435,13 @@ class DeployRunner:
     async def _finish(
         self, row: Deployment, status: DeploymentStatus, message: str, error: str | None = None
     ) -> None:
-        await Deployment.filter(id=row.id).update(
+        # Only from a status in progress: a cancel that came first stays the last word.
+        changed = await Deployment.filter(id=row.id, status__in=IN_PROGRESS).update(
             status=status, message=message, error=error, finished_at=now(), updated_at=now()
         )
         await row.refresh_from_db()
+        if not changed:
+            return
         log.info("deployment %s of job %s: %s %s", row.id, row.job_id, status.value, error or "")
         await refresh_service_status(row.service)
         await publish(self.deps.bus, row, row.component.name)
