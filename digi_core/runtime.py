@@ -319,7 +319,15 @@ async def stop_container(host: Host, container_id: str) -> None:
 
 
 async def restart_container(host: Host, container_id: str) -> None:
-    await (await host.docker.containers.get(container_id)).restart()
+    """Restart (or start a stopped one). Tried twice: the engine may have dropped the kept-alive
+    connection the first request goes out on (aiodocker reports that as status 900)."""
+    for attempt in (1, 2):
+        try:
+            await (await host.docker.containers.get(container_id)).restart()
+            return
+        except aiodocker.DockerError as error:
+            if error.status != 900 or attempt == 2:
+                raise
 
 
 async def remove_network(host: Host, service_slug: str) -> None:

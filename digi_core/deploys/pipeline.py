@@ -102,7 +102,7 @@ class DeployRunner:
         # What to remove if this deploy does not go live, by name: the container may exist
         # before Docker has answered with its id (a cancel during start, a failed start).
         leftover: str | None = runtime.container_name(service.slug, component.name, row.id)
-        paused: list[str] = []  # a database's old containers, stopped to free its volume
+        paused: list[Deployment] = []  # a database's old servers, stopped to free its volume
         try:
             await self._advance(
                 row, Status.QUEUED, Status.BUILDING, "getting the image", claim=True
@@ -133,22 +133,26 @@ class DeployRunner:
             leftover = None  # it is the live one now
             await self._after_going_live(host, row, service, container, previous)
         except Cancelled:
-            await self._discard(host, leftover)
+            await self._undo(host, leftover, paused)
         except (runtime.RuntimeFailure, DigiError) as error:
-            await self._discard(host, leftover)
+            await self._undo(host, leftover, paused)
             await self._finish(row, Status.FAILED, "failed", str(error))
             await self._finished_hook(row, service)
         except asyncio.CancelledError:
+            await asyncio.shield(self._undo(host, None, paused))
             await asyncio.shield(self._interrupted(host, row, leftover))
             raise
         except Exception as error:
             log.exception("deployment %s failed unexpectedly", row.id)
-            await self._discard(host, leftover)
+            await self._undo(host, leftover, paused)
             await self._finish(row, Status.FAILED, "failed", f"internal error: {error}")
             await self._finished_hook(row, service)
-        finally:
-            if leftover is not None and paused:  # not live: the old database serves again
-                await asyncio.shield(self._resume(host, paused))
+
+    async def _undo(self, host: Host, leftover: str | None, paused: list[Deployment]) -> None:
+        """This deployment did not go live: its container goes, and a database's old server
+        (stopped to free the volume) serves again, before anyone is told."""
+        await self._discard(host, leftover)
+        await self._resume(host, paused)
 
     async def _database_unchanged(
         self, host: Host, row: Deployment, component: Component, image: str
@@ -173,23 +177,34 @@ class DeployRunner:
         )
         return True
 
-    async def _free_volume(self, host: Host, component: Component, row: Deployment) -> list[str]:
+    async def _free_volume(
+        self, host: Host, component: Component, row: Deployment
+    ) -> list[Deployment]:
         """Two database servers must never share a data volume: the old one stops first
         (a short outage, the price of a new image); answers what was stopped."""
         stopped = []
         for old in await self._running(component, exclude=row.id):
-            if old.container_id and await runtime.container_state(host, old.container_id):
+            state = old.container_id and await runtime.container_state(host, old.container_id)
+            if old.status is Status.RUNNING and state:
                 await self._say(row, "stopping the old server: its volume is taken over")
-                await runtime.stop_container(host, old.container_id)
-                stopped.append(old.container_id)
+                # STOPPED first: the reconciler must not bring it back meanwhile.
+                await Deployment.filter(id=old.id).update(
+                    status=Status.STOPPED, message=f"paused for deployment {row.id}"
+                )
+                await runtime.stop_container(host, old.container_id or "")
+                stopped.append(old)
         return stopped
 
-    async def _resume(self, host: Host, containers: list[str]) -> None:
-        for container in containers:
+    async def _resume(self, host: Host, paused: list[Deployment]) -> None:
+        for old in paused:
             try:
-                await runtime.restart_container(host, container)
+                await runtime.restart_container(host, old.container_id or "")
             except aiodocker.DockerError as error:
-                log.error("the old database container %s did not start again: %s", container, error)
+                log.error(
+                    "the old database of deployment %s did not start again: %s", old.id, error
+                )
+                continue
+            await Deployment.filter(id=old.id).update(status=Status.RUNNING, message="running")
 
     async def _after_going_live(
         self,
@@ -392,8 +407,12 @@ class DeployRunner:
                 await runtime.remove_image(host, row.image)
 
     async def _running(self, component: Component, *, exclude: int) -> list[Deployment]:
+        """The component's live deployments; a database's paused for its replacement count."""
+        live = [Status.RUNNING]
+        if component.type in databases.MANAGED:
+            live.append(Status.STOPPED)
         return (
-            await Deployment.filter(component=component, status=Status.RUNNING)
+            await Deployment.filter(component=component, status__in=live)
             .exclude(id=exclude)
             .order_by("-id")
         )

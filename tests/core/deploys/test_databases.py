@@ -112,3 +112,40 @@ async def test_an_unknown_reference_fails_the_deploy_saying_which(
     [row] = await platform.wait_job(job["jobId"])
     assert row.status is DeploymentStatus.FAILED
     assert "dbb" in (row.error or "") and "no component" in (row.error or "")
+
+
+async def test_a_database_that_fails_to_replace_brings_the_old_server_back(
+    platform: Platform, database_images: dict[str, str]
+) -> None:
+    _, token = await platform.user("owner@example.com")
+    applied = (await platform.gql(APPLY, {"toml": DIGI_TOML}, token=token))["applyStack"]
+    service = applied["service"]
+    service["components"].sort(key=lambda component: component["name"] != "app")
+    await deploy(platform, token, service)
+    docker = aiodocker.Docker()
+    try:
+        await docker.images.build(
+            fileobj=_dockerfile(
+                f'FROM {database_images["postgres"]}\nCMD ["sh", "-c", "echo broken; exit 3"]\n'
+            ),
+            encoding="application/x-tar",
+            tag="digi-test-postgres:broken",
+        )
+    finally:
+        await docker.close()
+    await platform.gql(
+        'mutation($id: ID!) { updateService(id: $id, components: [{name: "db", '
+        'type: POSTGRES, image: "digi-test-postgres:broken"}]) { id } }',
+        {"id": service["id"]},
+        token=token,
+    )
+    job = await platform.deploy(token, service["id"], only=["db"])
+    [failed] = await platform.wait_job(job["jobId"], within=60)
+    assert failed.status is DeploymentStatus.FAILED and "broken" in (failed.error or "")
+    rows = await Deployment.filter(component__name="db").order_by("id")
+    assert [row.status for row in rows] == [DeploymentStatus.RUNNING, DeploymentStatus.FAILED], [
+        (row.status, row.message, row.error) for row in rows
+    ]
+    # The old server is back with its data: the app's next start writes a second row.
+    await deploy(platform, token, service, only=["app"])
+    await platform.expect(hostname(service, platform), 200, "rows=2 key=2")
