@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from digi_core import runtime
-from digi_core.config import Settings, load_settings
 from digi_core.container_logs import LogFollowers, LogLine
 from digi_core.errors import NotFound
 from digi_core.providers import Host
-from digi_local.compute import LocalCompute
-from tests.conftest import BASE_IMAGE, TEST_SECRET
+from tests.conftest import BASE_IMAGE
+from tests.core.conftest import new_slug
 
 CHATTY = """i=0; while true; do echo out $i; echo err $i >&2; i=$((i+1)); sleep 0.1; done"""
 # About 200 lines a second, ten at a time.
@@ -32,23 +30,6 @@ LONG = "x" * 2**15  # twice Docker's 16 KiB message size: one line over three fr
 
 
 @pytest.fixture
-async def host(tmp_path: object, docker_images: dict[str, str]) -> AsyncIterator[Host]:
-    settings: Settings = load_settings(DIGI_SECRET=TEST_SECRET, DIGI_DATA_DIR=f"{tmp_path}/data")
-    compute = LocalCompute()
-    await compute.start(settings)
-    host = await compute.host_for_service(None, _no_log)  # type: ignore[arg-type]
-    slugs: list[str] = []
-    host.test_slugs = slugs  # type: ignore[attr-defined]
-    yield host
-    for slug in slugs:  # clean up what the test ran
-        for container in await runtime.managed_containers(host, slug):
-            await runtime.stop_and_remove(host, str(container["Id"]))
-        network = await host.docker.networks.get(runtime.network_name(slug))
-        await network.delete()
-    await compute.close()
-
-
-@pytest.fixture
 async def followers() -> AsyncIterator[LogFollowers]:
     followers = LogFollowers()
     yield followers
@@ -56,19 +37,14 @@ async def followers() -> AsyncIterator[LogFollowers]:
     assert followers.active_streams() == 0
 
 
-async def _no_log(line: str) -> None:
-    return None
-
-
-def new_slug(host: Host) -> str:
-    slug = f"logs-{uuid.uuid4().hex[:12]}"
-    host.test_slugs.append(slug)  # type: ignore[attr-defined]
-    return slug
-
-
 async def run(host: Host, script: str) -> str:
     spec = runtime.ContainerSpec(
-        new_slug(host), "app", 1, BASE_IMAGE, command=["sh", "-c", script], stop_timeout_seconds=1
+        new_slug(host, "logs"),
+        "app",
+        1,
+        BASE_IMAGE,
+        command=["sh", "-c", script],
+        stop_timeout_seconds=1,
     )
     return await runtime.run_container(host, spec)
 
@@ -299,7 +275,7 @@ async def test_lines_longer_than_a_docker_message_come_whole(
 
 
 async def test_a_tty_container_is_all_stdout(host: Host, followers: LogFollowers) -> None:
-    slug = new_slug(host)
+    slug = new_slug(host, "logs")
     container = await host.docker.containers.run(
         {
             "Image": BASE_IMAGE,

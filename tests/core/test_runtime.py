@@ -4,48 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from digi_core import runtime
-from digi_core.config import Settings, load_settings
 from digi_core.providers import Host
-from digi_local.compute import LocalCompute
-from tests.conftest import TEST_SECRET
-
-
-@pytest.fixture
-async def host(tmp_path: object, docker_images: dict[str, str]) -> AsyncIterator[Host]:
-    settings: Settings = load_settings(DIGI_SECRET=TEST_SECRET, DIGI_DATA_DIR=f"{tmp_path}/data")
-    compute = LocalCompute()
-    await compute.start(settings)
-    host = await compute.host_for_service(None, _no_log)  # type: ignore[arg-type]
-    slugs: list[str] = []
-    host.test_slugs = slugs  # type: ignore[attr-defined]
-    yield host
-    for slug in slugs:  # clean up what the test ran
-        for container in await runtime.managed_containers(host, slug):
-            await runtime.stop_and_remove(host, str(container["Id"]))
-        network = await host.docker.networks.get(runtime.network_name(slug))
-        await network.delete()
-    await compute.close()
-
-
-async def _no_log(line: str) -> None:
-    return None
-
-
-def new_slug(host: Host) -> str:
-    slug = f"rt-{uuid.uuid4().hex[:12]}"
-    host.test_slugs.append(slug)  # type: ignore[attr-defined]
-    return slug
+from tests.core.conftest import new_slug
 
 
 async def test_container_runs_labelled_on_its_service_network(host: Host) -> None:
-    slug = new_slug(host)
+    slug = new_slug(host, "rt")
     spec = runtime.ContainerSpec(slug, "web", 1, "digi-test-web:latest", env={"COMPONENT": "web"})
     container_id = await runtime.run_container(host, spec)
     await runtime.wait_healthy(
@@ -72,7 +41,7 @@ async def test_container_runs_labelled_on_its_service_network(host: Host) -> Non
 
 
 async def test_components_reach_each_other_by_name(host: Host) -> None:
-    slug = new_slug(host)
+    slug = new_slug(host, "rt")
     api = await runtime.run_container(
         host,
         runtime.ContainerSpec(slug, "api", 1, "digi-test-web:latest", env={"COMPONENT": "api"}),
@@ -97,7 +66,7 @@ async def test_components_reach_each_other_by_name(host: Host) -> None:
 
 
 async def test_a_failing_health_check_reports_the_last_output(host: Host) -> None:
-    slug = new_slug(host)
+    slug = new_slug(host, "rt")
     container_id = await runtime.run_container(
         host,
         runtime.ContainerSpec(
@@ -117,7 +86,7 @@ async def test_a_failing_health_check_reports_the_last_output(host: Host) -> Non
 
 
 async def test_a_crashing_container_fails_at_once(host: Host) -> None:
-    slug = new_slug(host)
+    slug = new_slug(host, "rt")
     container_id = await runtime.run_container(
         host,
         runtime.ContainerSpec(
@@ -134,7 +103,7 @@ async def test_a_crashing_container_fails_at_once(host: Host) -> None:
 
 
 async def test_a_missing_image_is_a_clear_error(host: Host) -> None:
-    slug = new_slug(host)
+    slug = new_slug(host, "rt")
     with pytest.raises(runtime.RuntimeFailure, match="is not on the host"):
         await runtime.run_container(
             host, runtime.ContainerSpec(slug, "web", 1, "digi-no-such-image:1")
@@ -143,7 +112,7 @@ async def test_a_missing_image_is_a_clear_error(host: Host) -> None:
 
 async def test_stop_is_fast_thanks_to_the_init(host: Host) -> None:
     """busybox httpd as PID 1 ignores SIGTERM; the init makes the stop immediate."""
-    slug = new_slug(host)
+    slug = new_slug(host, "rt")
     container_id = await runtime.run_container(
         host, runtime.ContainerSpec(slug, "web", 1, "digi-test-web:latest", stop_timeout_seconds=10)
     )
