@@ -13,7 +13,6 @@ import secrets
 import signal
 import socket
 import sys
-import tarfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from tests.conftest import (  # noqa: E402
     WEB_START,
     _import,
     _tar,
+    busybox_rootfs,
     throwaway_postgres,
 )
 
@@ -67,28 +67,6 @@ FOREIGN_PREFIXES = (
 
 class BenchError(Exception):
     """The bench could not measure: the message says what went wrong."""
-
-
-def busybox_rootfs() -> bytes:
-    """The test suite's base image: this machine's static busybox with a few applets (the
-    suite builds it inside its ``docker_images`` fixture, out of reach)."""
-    busybox = Path("/bin/busybox").read_bytes()
-    applets = ["sh", "httpd", "echo", "sleep", "cat", "mkdir", "nc", "wget", "ls", "env"]
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for directory in ("bin", "tmp", "etc"):
-            info = tarfile.TarInfo(directory)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o1777 if directory == "tmp" else 0o755
-            archive.addfile(info)
-        info = tarfile.TarInfo("bin/busybox")
-        info.size, info.mode = len(busybox), 0o755
-        archive.addfile(info, io.BytesIO(busybox))
-        for applet in applets:
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            archive.addfile(link)
-    return buffer.getvalue()
 
 
 async def ensure_images(docker: aiodocker.Docker) -> None:

@@ -180,23 +180,7 @@ async def docker_images() -> AsyncIterator[dict[str, str]]:
     and an HTTP app built FROM it through the engine's API builder."""
     docker = aiodocker.Docker()
     try:
-        busybox = await asyncio.to_thread(Path("/bin/busybox").read_bytes)
-        applets = ["sh", "httpd", "echo", "sleep", "cat", "mkdir", "nc", "wget", "ls", "env"]
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            for directory in ("bin", "tmp", "etc"):
-                info = tarfile.TarInfo(directory)
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o1777 if directory == "tmp" else 0o755
-                archive.addfile(info)
-            info = tarfile.TarInfo("bin/busybox")
-            info.size, info.mode = len(busybox), 0o755
-            archive.addfile(info, io.BytesIO(busybox))
-            for applet in applets:
-                link = tarfile.TarInfo(f"bin/{applet}")
-                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-                archive.addfile(link)
-        await _import(docker, buffer.getvalue(), BASE_IMAGE)
+        await _import(docker, await asyncio.to_thread(busybox_rootfs), BASE_IMAGE)
         context = _tar({"Dockerfile": WEB_DOCKERFILE, "start.sh": WEB_START})
         await docker.images.build(
             fileobj=io.BytesIO(context), encoding="application/x-tar", tag=WEB_IMAGE
@@ -204,6 +188,27 @@ async def docker_images() -> AsyncIterator[dict[str, str]]:
         yield {"base": BASE_IMAGE, "web": WEB_IMAGE}
     finally:
         await docker.close()
+
+
+def busybox_rootfs() -> bytes:
+    """The base image's root filesystem: this machine's static busybox and a few applets."""
+    busybox = Path("/bin/busybox").read_bytes()
+    applets = ["sh", "httpd", "echo", "sleep", "cat", "mkdir", "nc", "wget", "ls", "env"]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for directory in ("bin", "tmp", "etc"):
+            info = tarfile.TarInfo(directory)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if directory == "tmp" else 0o755
+            archive.addfile(info)
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(busybox), 0o755
+        archive.addfile(info, io.BytesIO(busybox))
+        for applet in applets:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            archive.addfile(link)
+    return buffer.getvalue()
 
 
 async def _import(docker: aiodocker.Docker, rootfs: bytes | BinaryIO, tag: str) -> None:
