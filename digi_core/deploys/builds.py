@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from digi_core import runtime, uploads
-from digi_core.deploys.shared import Deps, publish_line
+from digi_core.deploys.shared import Deps, publish
 from digi_core.models import Component, ComponentType, Deployment
 from digi_core.providers import Builder, Host
 from digi_core.sources import git_checkout
@@ -26,7 +26,7 @@ async def build_image(
     workdir = deps.settings.data_dir / "builds" / str(row.id)
 
     async def log_line(line: str) -> None:
-        await publish_line(deps.bus, row, component.name, line)
+        await publish(deps.bus, row, component.name, line)
 
     try:
         if component.type is ComponentType.GITHUB:

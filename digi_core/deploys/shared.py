@@ -23,8 +23,11 @@ def channel(job_id: str) -> str:
     return f"deployment:{job_id}"
 
 
-async def publish(bus: EventBus, row: Deployment, component: str) -> None:
-    """Tell ``deploymentStatus(jobId)`` subscribers where ``row`` is now."""
+async def publish(
+    bus: EventBus, row: Deployment, component: str, message: str | None = None
+) -> None:
+    """Tell ``deploymentStatus(jobId)`` subscribers where ``row`` is now; with ``message``
+    (a line of build output), that line instead of the row's stored status message."""
     await bus.publish(
         channel(row.job_id),
         {
@@ -32,23 +35,7 @@ async def publish(bus: EventBus, row: Deployment, component: str) -> None:
             "deployment_id": row.id,
             "component": component,
             "status": row.status.value,
-            "message": row.message,
-            "at": datetime.now(UTC).isoformat(),
-        },
-    )
-
-
-async def publish_line(bus: EventBus, row: Deployment, component: str, line: str) -> None:
-    """One line of build output to the job's subscribers (not stored: the row keeps its
-    status message)."""
-    await bus.publish(
-        channel(row.job_id),
-        {
-            "job_id": row.job_id,
-            "deployment_id": row.id,
-            "component": component,
-            "status": row.status.value,
-            "message": line,
+            "message": row.message if message is None else message,
             "at": datetime.now(UTC).isoformat(),
         },
     )
