@@ -29,6 +29,7 @@ LABEL_DEPLOYMENT = "digi.deployment"
 LABEL_INSTALLATION = "digi.installation"
 # Health checks poll fast at first (most apps answer within a few hundred ms), then back off.
 HEALTH_POLL_SECONDS = (0.02, 0.05, 0.1, 0.2)
+MIN_UPTIME_SECONDS = 1.0  # healthy without a port: still running after this long
 LAST_LOG_LINES = 20
 
 
@@ -171,11 +172,12 @@ async def wait_healthy(
     timeout_seconds: float,
 ) -> None:
     """Wait until the component answers: HTTP ``path`` below 500, else ``port`` open, else
-    simply running. Raises RuntimeFailure with the container's last log lines otherwise."""
+    running for a second. Raises RuntimeFailure with the container's last log lines otherwise."""
     container = await host.docker.containers.get(container_id)
     deadline = time.monotonic() + timeout_seconds
     address = await address_on_network(host, container_id, service_slug)
     polls = 0
+    started = time.monotonic()
     while True:
         details = await container.show()
         state = details["State"]
@@ -185,7 +187,11 @@ async def wait_healthy(
                 f"the container exited with code {state.get('ExitCode')}"
                 + await _last_lines(container)
             )
-        if port is None or await _answers(address, port, path):
+        if port is None:
+            # Nothing to ask: it must stay up a moment (a command that exits at once fails).
+            if time.monotonic() - started >= MIN_UPTIME_SECONDS:
+                return
+        elif await _answers(address, port, path):
             return
         if time.monotonic() > deadline:
             check = f"HTTP GET {path} on port {port}" if path else f"port {port} open"
