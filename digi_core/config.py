@@ -30,6 +30,12 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+class TlsMode(StrEnum):
+    OFF = "off"
+    INTERNAL = "internal"
+    ACME = "acme"
+
+
 class SmtpSecurity(StrEnum):
     NONE = "none"
     STARTTLS = "starttls"
@@ -95,6 +101,22 @@ class Settings(BaseSettings):
     # Whether `digi server` starts and supervises that Caddy itself (off: one runs already).
     caddy_manage: bool = Field(True, alias="DIGI_CADDY_MANAGE")
     caddy_bin: str = Field("caddy", alias="DIGI_CADDY_BIN")
+    # HTTPS at the public entry (the master Caddy, else the one Digi runs): off, Caddy's
+    # internal CA (local and test setups) or ACME (production; needs wildcard DNS, README).
+    tls: TlsMode = Field(TlsMode.OFF, alias="DIGI_TLS")
+    https_port: int = Field(8443, alias="DIGI_HTTPS_PORT", ge=1, le=65535)
+    acme_email: str | None = Field(None, alias="DIGI_ACME_EMAIL")
+    acme_ca: str | None = Field(None, alias="DIGI_ACME_CA")
+    # The master Caddy's public ports, when MASTER_CADDY_URL names one.
+    master_http_port: int = Field(80, alias="DIGI_MASTER_HTTP_PORT", ge=1, le=65535)
+    master_https_port: int = Field(443, alias="DIGI_MASTER_HTTPS_PORT", ge=1, le=65535)
+    # Digi's own DNS zone for Caddy's dynamic upstreams (ip:port it answers on, UDP), and
+    # how long Caddy keeps an answer: a moved route takes effect within that time.
+    internal_dns: str = Field("127.0.0.1:5354", alias="DIGI_INTERNAL_DNS")
+    route_refresh: float = Field(1, alias="DIGI_ROUTE_REFRESH", gt=0, le=300)
+    # Nameservers asked for custom domains' TXT verification records (ip or ip:port, comma
+    # separated); the system's resolver when unset.
+    verify_nameservers: str | None = Field(None, alias="DIGI_VERIFY_NAMESERVERS")
 
     # Deploys: the worker, health checks, timeouts (seconds) and the plans' container limits
     run_worker: bool = Field(True, alias="DIGI_RUN_WORKER")
@@ -187,6 +209,13 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://{host}:{self.port}").rstrip("/")
 
     @property
+    def internal_api_url(self) -> str:
+        """Where this machine's Caddy reaches the API (loopback when it listens everywhere)."""
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    @property
     def billing_enabled(self) -> bool:
         return self.stripe_secret_key is not None
 
@@ -197,11 +226,22 @@ class Settings(BaseSettings):
         return self.secret.get_secret_value()
 
     def app_url(self, hostname: str) -> str:
-        """Where users open an app: HTTPS in production (TLS at the public Caddy), else the
-        HTTP port of the Caddy that Digi runs."""
-        if self.production:
-            return f"https://{hostname}"
-        return f"http://{hostname}" + ("" if self.http_port == 80 else f":{self.http_port}")
+        """Where users open an app: the public entry's HTTPS port when TLS is on, else its
+        HTTP port (the master Caddy's when there is one, else the Caddy that Digi runs)."""
+        master = self.master_caddy_url is not None
+        if self.tls is not TlsMode.OFF:
+            port, scheme, default = (
+                self.master_https_port if master else self.https_port,
+                "https",
+                443,
+            )
+        else:
+            port, scheme, default = (
+                self.master_http_port if master else self.http_port,
+                "http",
+                80,
+            )
+        return f"{scheme}://{hostname}" + ("" if port == default else f":{port}")
 
     @property
     def installation_id(self) -> str:

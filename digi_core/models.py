@@ -397,3 +397,17 @@ class ProcessedEvent(Model):
     class Meta:
         table = "processed_events"
         unique_together = (("provider", "event_id"),)
+
+
+class InternalRecord(Model):
+    """A name in Digi's internal DNS zone, resolved by Caddy's dynamic upstreams."""
+
+    # <hostname>.u.digi.internal: its container on its host; <hostname>.r.…: the host.
+
+    name = fields.CharField(max_length=253, primary_key=True)
+    addresses = fields.CharField(max_length=512, default="")
+    host_id = fields.CharField(max_length=128, db_index=True)
+    updated_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "internal_records"

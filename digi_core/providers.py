@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -118,16 +119,31 @@ class ComputeProvider(Provider):
         """
 
 
+class Unavailable(StrEnum):
+    """Why a known hostname has nothing to send traffic to; the router answers a 503 page."""
+
+    NOT_DEPLOYED = "not-deployed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    SUSPENDED = "suspended"
+
+
 @dataclass(frozen=True)
 class Route:
-    """A public hostname and the ``container:port`` on the host's network that serves it."""
+    """A public hostname and the ``container:port`` on the host's network that serves it, or
+    (``upstream`` None) why nothing does."""
 
     hostname: str
-    upstream: str
+    upstream: str | None
+    unavailable: Unavailable | None = None
 
 
 class Router(Provider):
     """How a hostname reaches a container: routes on a host, and the host on the master."""
+
+    settle_seconds: float = 0.0
+    """How long after :meth:`set_routes` returns traffic may still reach the old upstream
+    (a cached lookup): the old container must keep serving that long."""
 
     @abstractmethod
     async def set_routes(self, host: Host, routes: Sequence[Route]) -> None:

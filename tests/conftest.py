@@ -7,6 +7,7 @@ import contextlib
 import io
 import os
 import secrets
+import socket
 import sys
 import tarfile
 import threading
@@ -73,6 +74,12 @@ def _libpq(url: str) -> str:
     return "postgresql://" + url.split("://", 1)[1]
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No Digi variable from the caller's environment, and a cwd without a ``.env``."""
@@ -81,6 +88,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(name)
     for name in ("DATABASE_URL", "REDIS_URL", "PLATFORM_DOMAIN", "BETTER_AUTH_SECRET"):
         monkeypatch.delenv(name, raising=False)
+    # Each app a test starts answers its internal DNS zone on a port of its own.
+    monkeypatch.setenv("DIGI_INTERNAL_DNS", f"127.0.0.1:{free_udp_port()}")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -12,8 +12,10 @@ from digi_core import accounts, services
 from digi_core.api.auditing import mutation
 from digi_core.api.context import Info, page_limit, page_offset
 from digi_core.api.types import AuditLog, Page, Server, StatsSample, Timeframe, User, VmStats
+from digi_core.deploys import routing
 from digi_core.errors import BadUserInput, Conflict, NotBuiltYet, NotFound
 from digi_core.models import AuditLog as AuditLogRow
+from digi_core.models import Service as ServiceRow
 from digi_core.models import User as UserRow
 from digi_core.names import record_id, validate_label
 from digi_core.providers import ComputeProvider
@@ -27,6 +29,11 @@ async def _target_user(info: Info, user_id: strawberry.ID) -> tuple[UserRow, Use
     if user.id == admin.id:
         raise Conflict("admins cannot do this to their own account", field="id")
     return admin, user
+
+
+async def _reroute(info: Info, user: UserRow) -> None:
+    for service in await ServiceRow.filter(owner=user, deleted_at__isnull=True):
+        await routing.refresh_routes(info.context.deploy_deps, service)
 
 
 @strawberry.input
@@ -148,6 +155,7 @@ class AdminMutation:
         if user.suspended_at is None:
             user.suspended_at = datetime.now(UTC)
             await user.save(update_fields=["suspended_at", "updated_at"])
+        await _reroute(info, user)  # their apps answer "suspended"
         return User.of(user)
 
     @mutation("user", description="Lift a user's suspension.")
@@ -155,6 +163,7 @@ class AdminMutation:
         _, user = await _target_user(info, id)
         user.suspended_at = None
         await user.save(update_fields=["suspended_at", "updated_at"])
+        await _reroute(info, user)
         return User.of(user)
 
     @mutation(

@@ -9,9 +9,11 @@ import strawberry
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from digi_core import domains
 from digi_core.api.auditing import mutation
 from digi_core.api.context import Info
 from digi_core.api.types import CheckoutSession, Coupon, Domain, PlanEnum, User
+from digi_core.deploys import routing
 from digi_core.errors import BadUserInput, Conflict, Forbidden, NotConfigured, NotFound, PlanLimit
 from digi_core.models import Component, DomainKind, Plan, Role
 from digi_core.models import Coupon as CouponRow
@@ -136,7 +138,30 @@ class PlatformMutation:
             if row.is_default:
                 raise Conflict("make another platform domain the default first", field="id")
         await row.delete()
+        if row.kind is DomainKind.CUSTOM and row.verified_at is not None:
+            component = await Component.get(id=row.component_id)  # type: ignore[attr-defined]
+            service = await component.service
+            await routing.unroute(info.context.deploy_deps, service, [row.name])
         return True
+
+    @mutation(
+        "domain",
+        description="Look up your custom domain's TXT record (verificationRecord); once it "
+        "matches, the domain is verified. A verified domain is answered as it is.",
+    )
+    async def verify_domain(self, info: Info, id: strawberry.ID) -> Domain:
+        user = await info.context.require_user()
+        row = await DomainRow.get_or_none(
+            id=record_id(id, "domain"), kind=DomainKind.CUSTOM, owner=user
+        )
+        if row is None:
+            raise NotFound(f"no custom domain {id} of yours", field="id")
+        if row.verified_at is None:
+            if not await domains.verify(row, info.context.settings):
+                raise domains.DomainNotVerified(row)
+            component = await Component.get(id=row.component_id)  # type: ignore[attr-defined]
+            await routing.refresh_routes(info.context.deploy_deps, await component.service)
+        return Domain.of(row)
 
     @mutation("domain", description="Make a platform domain the default for new URLs (admins).")
     async def set_domain_default(self, info: Info, id: strawberry.ID) -> Domain:

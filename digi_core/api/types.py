@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 
 from digi_core import models
 from digi_core.api.context import Info, page_limit
+from digi_core.domains import record_name
 from digi_core.providers import HostStatus, StatsPoint
 
 T = TypeVar("T")
@@ -247,6 +248,9 @@ class Domain:
     kind: DomainKindEnum  # type: ignore[valid-type]
     is_default: bool
     verified: bool
+    verified_at: datetime | None = strawberry.field(
+        description="When the TXT record was first found; null until verifyDomain finds it."
+    )
     component_id: strawberry.ID | None
     verification_record: str | None = strawberry.field(
         description="For a custom domain: the TXT record to create to prove ownership."
@@ -256,7 +260,7 @@ class Domain:
     def of(cls, domain: models.Domain) -> Domain:
         record = None
         if domain.kind is models.DomainKind.CUSTOM and domain.verification_token:
-            record = f"_digi-verify.{domain.name} TXT {domain.verification_token}"
+            record = f"{record_name(domain.name)} TXT {domain.verification_token}"
         component_id = domain.component_id  # type: ignore[attr-defined]
         return cls(
             id=strawberry.ID(str(domain.id)),
@@ -264,6 +268,7 @@ class Domain:
             kind=domain.kind,
             is_default=domain.is_default,
             verified=domain.verified_at is not None,
+            verified_at=domain.verified_at,
             component_id=strawberry.ID(str(component_id)) if component_id else None,
             verification_record=record,
         )

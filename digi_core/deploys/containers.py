@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from digi_core import runtime, uploads
+from digi_core.deploys import routing
 from digi_core.deploys.queue import JobQueue
 from digi_core.deploys.requests import ACTIVE, cancel_job
 from digi_core.deploys.shared import Deps, now, publish, refresh_service_status
@@ -41,11 +42,10 @@ async def stop_component(deps: Deps, service: Service, component: Component) -> 
     if row.status is Status.STOPPED:
         return row
     host = await deps.host_for(service)
-    router = deps.router
-    if router is not None and component.internal_port is not None:
-        await router.remove_routes(host, [await deps.hostname(component)])
-    await runtime.stop_container(host, row.container_id)  # type: ignore[arg-type]
     await _set(deps, row, Status.STOPPED, "stopped by its owner")
+    # Its hostnames answer "stopped" before the container goes.
+    await routing.refresh_routes(deps, service)
+    await runtime.stop_container(host, row.container_id)  # type: ignore[arg-type]
     await refresh_service_status(service)
     return row
 
@@ -65,12 +65,9 @@ async def restart_component(deps: Deps, service: Service, component: Component) 
         path=component.healthcheck_path,
         timeout_seconds=deps.settings.healthcheck_timeout,
     )
-    # A restarted container may have a new address on the network.
-    router = deps.router
-    route = await deps.route_to(host, service, component, container_id)
-    if router is not None and route is not None:
-        await router.set_routes(host, [route])
     await _set(deps, row, Status.RUNNING, "restarted by its owner")
+    # A restarted container may have a new address on the network.
+    await routing.refresh_routes(deps, service)
     await refresh_service_status(service)
     return row
 
@@ -86,7 +83,7 @@ async def teardown_service(deps: Deps, queue: JobQueue, service: Service) -> lis
     components = await service.components
     router = deps.router
     if router is not None:
-        hostnames = [await deps.hostname(component) for component in components]
+        hostnames = [name for c in components for name in await routing.hostnames(deps, c)]
         try:
             await router.remove_routes(host, hostnames)
         except DigiError as error:

@@ -17,7 +17,7 @@ from tortoise.expressions import F
 
 from digi_core import references, runtime
 from digi_core.config import Settings
-from digi_core.deploys import builds, databases
+from digi_core.deploys import builds, databases, routing
 from digi_core.deploys.shared import Deps, now, publish, refresh_service_status
 from digi_core.errors import DigiError
 from digi_core.models import (
@@ -137,6 +137,7 @@ class DeployRunner:
         except (runtime.RuntimeFailure, DigiError) as error:
             await self._undo(host, leftover, paused)
             await self._finish(row, Status.FAILED, "failed", str(error))
+            await self._show_failure(host, service, component)
             await self._finished_hook(row, service)
         except asyncio.CancelledError:
             await asyncio.shield(self._undo(host, None, paused))
@@ -146,6 +147,7 @@ class DeployRunner:
             log.exception("deployment %s failed unexpectedly", row.id)
             await self._undo(host, leftover, paused)
             await self._finish(row, Status.FAILED, "failed", f"internal error: {error}")
+            await self._show_failure(host, service, component)
             await self._finished_hook(row, service)
 
     async def _undo(self, host: Host, leftover: str | None, paused: list[Deployment]) -> None:
@@ -372,9 +374,21 @@ class DeployRunner:
         self, host: Host, service: Service, component: Component, container_id: str
     ) -> None:
         router = self.deps.router
-        route = await self.deps.route_to(host, service, component, container_id)
-        if router is not None and route is not None:
-            await router.set_routes(host, [route])
+        routes = await routing.component_routes(self.deps, host, service, component, container_id)
+        if router is not None and routes:
+            await router.set_routes(host, routes)
+
+    async def _show_failure(self, host: Host, service: Service, component: Component) -> None:
+        """Nothing serves the component after a failed deploy (no older version runs): its
+        hostnames answer the "failed" page instead of a connection error."""
+        router = self.deps.router
+        if router is None or await self._running(component, exclude=0):
+            return
+        try:
+            routes = await routing.component_routes(self.deps, host, service, component, None)
+            await router.set_routes(host, routes)
+        except (DigiError, runtime.RuntimeFailure) as error:
+            log.warning("the failure page of %s is not routed: %s", component.name, error)
 
     async def _retire(self, host: Host, previous: list[Deployment]) -> None:
         """The old containers stop once traffic left them (after a short drain)."""
@@ -384,7 +398,9 @@ class DeployRunner:
             )
         if not previous:
             return
-        await asyncio.sleep(self.deps.settings.drain_seconds)
+        router = self.deps.router
+        settle = router.settle_seconds if router is not None else 0.0
+        await asyncio.sleep(max(self.deps.settings.drain_seconds, settle))
         for old in previous:
             if old.container_id:
                 await runtime.stop_and_remove(host, old.container_id)

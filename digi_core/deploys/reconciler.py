@@ -22,6 +22,7 @@ import redis.asyncio as redis
 from redis.exceptions import LockError
 
 from digi_core import runtime
+from digi_core.deploys import routing
 from digi_core.deploys.pipeline import DeployRunner
 from digi_core.deploys.queue import MAX_ATTEMPTS, JobQueue
 from digi_core.deploys.shared import Deps, now, publish
@@ -151,7 +152,8 @@ class Reconciler:
         return made
 
     async def repair_hosts(self) -> Counter[str]:
-        """Containers and routes of every host with a live service."""
+        """Containers of every live service, and each host's routes: its services' hostnames
+        to their running containers, or to the page saying why nothing runs."""
         made: Counter[str] = Counter()
         running = (
             await Deployment.filter(status=Status.RUNNING, service__deleted_at__isnull=True)
@@ -159,25 +161,24 @@ class Reconciler:
             .order_by("id")
         )
         hosts: dict[str, Host] = {}
-        expected_routes: dict[str, list[Route]] = {}
         host_of_service: dict[int, Host] = {}
+        containers: dict[int, dict[int, str]] = {}  # service id -> component id -> container
         for row in running:
             service = row.service
             host = host_of_service.get(service.id)
             if host is None:
                 host = await self.deps.host_for(service)
                 host_of_service[service.id] = hosts.setdefault(host.id, host)
-            routes = expected_routes.setdefault(host.id, [])
             container = row.container_id
             state = await runtime.container_state(host, container) if container else None
             if state is None or not (state.get("Running") or state.get("Restarting")):
                 container = await self._recreate(host, service, row, state, made)
-            route = container and await self.deps.route_to(host, service, row.component, container)
-            if route:
-                routes.append(route)
+            if container:
+                containers.setdefault(service.id, {})[row.component_id] = container  # type: ignore[attr-defined]
         # Hosts without a live service may still hold orphans.
         for host in await self.deps.compute.connected_hosts():
             hosts.setdefault(host.id, host)
+        expected_routes = await self._expected_routes(host_of_service, containers)
         for host in hosts.values():
             made += await self._remove_orphans(host)
             router = self.deps.router
@@ -187,6 +188,25 @@ class Reconciler:
                 except Exception:
                     log.exception("routes of host %s could not be synced", host.id)
         return made
+
+    async def _expected_routes(
+        self, host_of_service: dict[int, Host], containers: dict[int, dict[int, str]]
+    ) -> dict[str, list[Route]]:
+        """Every deployed, not deleted service's routes, by host."""
+        expected: dict[str, list[Route]] = {}
+        ids = await Deployment.all().distinct().values_list("service_id", flat=True)
+        deployed = await Service.filter(deleted_at__isnull=True, id__in=ids).order_by("id")
+        for service in deployed:
+            host = host_of_service.get(service.id) or await self.deps.host_for(service)
+            try:
+                routes = await routing.service_routes(
+                    self.deps, host, service, containers.get(service.id, {})
+                )
+            except runtime.RuntimeFailure as error:
+                log.warning("routes of %s are left out of this pass: %s", service.slug, error)
+                continue
+            expected.setdefault(host.id, []).extend(routes)
+        return expected
 
     async def _recreate(
         self,

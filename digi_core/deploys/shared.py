@@ -6,13 +6,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from digi_core import runtime, services
 from digi_core.config import Settings
 from digi_core.crypto import SecretBox
 from digi_core.events import EventBus
-from digi_core.models import Component, Deployment, DeploymentStatus, Service, ServiceStatus
+from digi_core.models import Deployment, DeploymentStatus, Service, ServiceStatus
 from digi_core.plugins import Registry
-from digi_core.providers import ComputeProvider, Host, Route, Router
+from digi_core.providers import ComputeProvider, Host, Router
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +69,6 @@ class Deps:
             log.info("host for %s: %s", service.slug, line)
 
         return await self.compute.host_for_service(service, log_line)
-
-    async def hostname(self, component: Component) -> str:
-        domain = await services.default_domain(self.settings.platform_domain)
-        return services.hostname(component, domain)
-
-    async def route_to(
-        self, host: Host, service: Service, component: Component, container_id: str
-    ) -> Route | None:
-        """The route that sends the component's hostname to this container (none without
-        a port)."""
-        if component.internal_port is None:
-            return None
-        address = await runtime.address_on_network(host, container_id, service.slug)
-        upstream = f"{address}:{component.internal_port}"
-        return Route(await self.hostname(component), upstream)
 
 
 async def refresh_service_status(service: Service) -> None:

@@ -20,6 +20,7 @@ from digi_core.deploys.shared import Deps
 from digi_core.deploys.worker import Worker
 from digi_core.errors import DigiError
 from digi_core.events import make_event_bus
+from digi_core.internal_dns import ZoneServer
 from digi_core.mail import Mailer
 from digi_core.plugins import Registry, make_plugin_manager
 from digi_core.providers import Builder, ComputeProvider, Provider, Router
@@ -41,6 +42,7 @@ from digi_core.server.keys import (
     WORKER,
 )
 from digi_core.server.metrics import metrics
+from digi_core.server.tls_ask import setup_tls_ask
 from digi_core.server.upload_routes import setup_upload_routes
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ def init_app(
     app[MAILER] = Mailer(settings)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(internal_dns_ctx)
     app.cleanup_ctx.append(providers_ctx)
     app.cleanup_ctx.append(deploys_ctx)
     setup_routes(app, settings)
@@ -87,12 +90,21 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_route("*", "/graphql", view)
     setup_auth_routes(app)
     setup_upload_routes(app)
+    setup_tls_ask(app)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     await db.open_database(app[SETTINGS])
     yield
     await db.close_database()
+
+
+async def internal_dns_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The server answers Digi's internal DNS zone (`digi worker` processes only write it)."""
+    server = ZoneServer()
+    await server.start(app[SETTINGS].internal_dns)
+    yield
+    await server.close()
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -21,10 +21,12 @@ from digi_core.api.schema import make_schema
 from digi_core.config import Environment, Settings, load_settings
 from digi_core.errors import PlanLimit
 from digi_core.server.app import init_app
-from tests.conftest import DIGI, POSTGRES_URL, REDIS_URL, TEST_SECRET, _libpq
+from tests.conftest import DIGI, POSTGRES_URL, REDIS_URL, TEST_SECRET, _libpq, free_udp_port
 
 
 async def _client(settings: Settings) -> TestClient:  # type: ignore[type-arg]
+    # Apps alive at once answer their internal DNS zones on ports of their own.
+    settings = settings.model_copy(update={"internal_dns": f"127.0.0.1:{free_udp_port()}"})
     client = TestClient(TestServer(init_app(settings)))
     await client.start_server()
     return client

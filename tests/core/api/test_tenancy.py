@@ -176,6 +176,11 @@ MUTATIONS: dict[str, Case] = {
     ),
     "removeProxmoxNode": Case('mutation { removeProxmoxNode(id: "1") }', access="admin"),
     "addDomain": Case('mutation { addDomain(domain: "apps.example.org") { id } }', access="admin"),
+    "verifyDomain": Case(
+        "mutation($id: ID!) { verifyDomain(id: $id) { id verifiedAt } }",
+        lambda w: {"id": w.domain_id},
+        owned=True,
+    ),
     "removeDomain": Case(
         "mutation($id: ID!) { removeDomain(id: $id) }", lambda w: {"id": w.domain_id}, owned=True
     ),

@@ -5,6 +5,7 @@ PostgreSQL + Redis (saq); test images built offline."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import socket
@@ -187,14 +188,25 @@ class Platform(Api):
             await asyncio.sleep(0.1)
 
     async def expect(
-        self, hostname: str, status: int, body: str | None = None, within: float = 5
+        self,
+        hostname: str,
+        status: int,
+        body: str | None = None,
+        within: float = 5,
+        *,
+        contains: str = "",
     ) -> None:
-        """``hostname`` answers ``status`` (and ``body``) through Caddy within a few seconds:
-        Caddy may serve a request or two with its previous config after a change."""
+        """``hostname`` answers ``status`` (and ``body``, or a body that ``contains``) through
+        Caddy within a few seconds: Caddy may serve a request or two with its previous
+        config after a change, and a moved route takes the router's settle time."""
         deadline = time.monotonic() + within
         while True:
             seen = await self.get(hostname)
-            if seen[0] == status and (body is None or seen[1].strip() == body):
+            if (
+                seen[0] == status
+                and (body is None or seen[1].strip() == body)
+                and contains in seen[1]
+            ):
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"{hostname} answers {seen}, not {status} {body}")
@@ -219,33 +231,45 @@ async def platform(
     test_images: dict[str, str],
     postgres_url: str,
 ) -> AsyncIterator[Platform]:
+    async with running_platform(request.param, tmp_path, postgres_url) as platform:
+        yield platform
+
+
+@contextlib.asynccontextmanager
+async def running_platform(
+    backend: str, tmp_path: Path, postgres_url: str = "", **extra: Any
+) -> AsyncIterator[Platform]:
+    """The API (on ``DIGI_PORT``, where Caddy's TLS ``ask`` reaches it) with its worker and
+    Caddy; ``extra`` settings on top of the tests' usual ones."""
     overrides: dict[str, Any] = {
         "DIGI_SECRET": TEST_SECRET,
         "DIGI_DATA_DIR": tmp_path / "data",
         "DIGI_LOAD_PLUGINS": "local,caddy,railpack",
+        "DIGI_PORT": free_port(),
         "DIGI_CADDY_ADMIN_URL": f"http://127.0.0.1:{free_port()}",
         "DIGI_HTTP_PORT": free_port(),
         "DIGI_HEALTHCHECK_TIMEOUT": 15,
         "DIGI_DRAIN_SECONDS": 0.3,
+        "DIGI_ROUTE_REFRESH": 0.2,
         "DIGI_STOP_TIMEOUT": 2,
         # Tests run the reconciler's passes themselves.
         "DIGI_RECONCILE_INTERVAL": 3600,
         "DIGI_POSTGRES_IMAGE": POSTGRES_IMAGE,
         "DIGI_REDIS_IMAGE": REDIS_IMAGE,
     }
-    if request.param == "postgres+redis":
+    if backend == "postgres+redis":
         overrides["DATABASE_URL"] = postgres_url
         overrides["REDIS_URL"] = REDIS_URL
         overrides["DIGI_REDIS_PREFIX"] = f"digitest{uuid.uuid4().hex[:12]}:"
-    settings = load_settings(**overrides)
+    settings = load_settings(**overrides | extra)
     await db.upgrade(settings)
-    test_client = TestClient(TestServer(init_app(settings)))
+    test_client = TestClient(TestServer(init_app(settings), port=settings.port))
     await test_client.start_server()
     platform = Platform(
         client=test_client,
         settings=settings,
         inbox=None,  # type: ignore[arg-type]
-        backend=request.param,
+        backend=backend,
         http_port=settings.http_port,
     )
     try:

@@ -70,7 +70,7 @@ async def test_stop_then_restart_a_container(platform: Platform) -> None:
     [row] = await Deployment.filter(service_id=int(service["id"]))
     assert row.status is DeploymentStatus.STOPPED
     assert (await Service.get(id=int(service["id"]))).status.value == "stopped"
-    await platform.expect(host, 404)  # Caddy's answer for an address with no app behind it
+    await platform.expect(host, 503, contains="This app is stopped")
     # The reconciler leaves a container stopped on purpose alone.
     await platform.worker.reconciler.reconcile()
     assert [c["State"] for c in await containers_of(service["slug"])] == ["exited"]

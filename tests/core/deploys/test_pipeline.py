@@ -119,14 +119,18 @@ async def test_a_redeploy_under_continuous_requests_drops_none(platform: Platfor
     await asyncio.sleep(0.3)
     job = await platform.deploy(token, service["id"])
     rows = await platform.wait_job(job["jobId"])
-    await asyncio.sleep(0.8)  # past the drain: the old container is gone by now
+
+    async def old_one_gone() -> bool:  # after the drain (the router's settle time at least)
+        containers = await containers_of(service["slug"])
+        return [c["Labels"]["digi.deployment"] for c in containers] == [str(rows[0].id)]
+
+    await eventually(old_one_gone, within=10, what="the old container stopped")
+    await asyncio.sleep(0.3)  # requests after it stopped
     done.set()
     await asyncio.gather(*clients)
     assert rows[0].status is DeploymentStatus.RUNNING
     failed = [result for result in results if result[0] != 200]
     assert len(results) > 50 and failed == []
-    containers = await containers_of(service["slug"])
-    assert [c["Labels"]["digi.deployment"] for c in containers] == [str(rows[0].id)]
     statuses = await Deployment.filter(service_id=int(service["id"])).order_by("id")
     assert [row.status for row in statuses] == [
         DeploymentStatus.SUPERSEDED,

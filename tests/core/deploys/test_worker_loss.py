@@ -5,6 +5,7 @@ and on the embedded default (`digi server` on SQLite)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import time
@@ -19,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from digi_core import accounts, db
 from digi_core.config import load_settings
-from digi_core.models import Deployment, DeploymentStatus
+from digi_core.models import Component, Deployment, DeploymentStatus
 from digi_core.server.app import init_app
 from tests.conftest import DIGI, REDIS_URL, TEST_SECRET
 from tests.core.deploys.conftest import free_port, remove_services
@@ -93,6 +94,20 @@ async def wait_status(job_id: str, wanted: DeploymentStatus, within: float = 60)
         await asyncio.sleep(0.1)
 
 
+async def answers_through(port: int, hostname: str, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(
+                f"http://127.0.0.1:{port}/health", headers={"Host": hostname}
+            ) as response:
+                seen = response.status, await response.text()
+            if seen == (200, "ok\n"):
+                return
+            assert time.monotonic() < deadline, f"{hostname} answers {seen}"
+            await asyncio.sleep(0.1)
+
+
 async def until_container_starts(slug: str) -> None:
     deadline = time.monotonic() + 30
     while not await containers_of(slug):
@@ -120,6 +135,8 @@ async def test_a_killed_digi_worker_is_replaced_and_its_deploy_resumed(
         "DIGI_WORKER_STALE_AFTER": "2",
         "DIGI_RECONCILE_INTERVAL": "1",
         "DIGI_DATA_DIR": str(tmp_path / "data"),
+        # The API answers the internal DNS zone; the workers write it through the database.
+        "DIGI_INTERNAL_DNS": os.environ["DIGI_INTERNAL_DNS"],
     }
     # The API alone in this process (it starts the Caddy); deploys run in `digi worker`s.
     settings = load_settings(**common, DIGI_RUN_WORKER="false")
@@ -149,6 +166,9 @@ async def test_a_killed_digi_worker_is_replaced_and_its_deploy_resumed(
         containers = await containers_of(slug)
         assert [c["Labels"]["digi.deployment"] for c in containers] == [str(row.id)]
         assert containers[0]["Id"] == row.container_id
+        # The worker's route reaches the app through the API's Caddy and zone.
+        component = await Component.get(service__slug=slug)
+        await answers_through(settings.http_port, f"{component.subdomain}.localhost")
     finally:
         processes.stop_all()
         await api.close()
@@ -169,6 +189,7 @@ async def test_the_embedded_server_killed_mid_deploy_resumes_it_on_restart(
         "DIGI_PORT": str(port),
         # No router: a Caddy child would outlive the SIGKILL of its parent.
         "DIGI_LOAD_PLUGINS": "local",
+        "DIGI_INTERNAL_DNS": os.environ["DIGI_INTERNAL_DNS"],
     }
     settings = load_settings(**common)
     await db.upgrade(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,13 +15,16 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from digi_caddy.router import CaddyRouter
+from digi_core import db
 from digi_core.config import Settings, load_settings
+from digi_core.internal_dns import ZoneServer
 from digi_core.providers import Host
 from tests.conftest import TEST_SECRET
 
-StartUpstream = Callable[[str], Awaitable[str]]
+StartUpstream = Callable[..., Awaitable[str]]
 
 
 def free_port() -> int:
@@ -36,6 +40,9 @@ def caddy_settings(data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "DIGI_SECRET": TEST_SECRET,
         "DIGI_DATA_DIR": data_dir,
+        "DATABASE_URL": f"sqlite://{data_dir / 'digi.sqlite3'}",
+        # Caddy looks a moved upstream up again this often (the router's settle time).
+        "DIGI_ROUTE_REFRESH": 0.2,
         "DIGI_CADDY_ADMIN_URL": f"http://127.0.0.1:{free_port()}",
         "DIGI_HTTP_PORT": free_port(),
     }
@@ -53,7 +60,15 @@ def host_of(settings: Settings) -> Host:
 
 
 class AdminRequests(list[tuple[str, str]]):
-    """Every request the router's session sent, as (method, path)."""
+    """Every request the router's session sent, as (method, path); ``urls`` in full."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[URL] = []
+
+    def clear(self) -> None:
+        super().clear()
+        self.urls.clear()
 
     @property
     def writes(self) -> list[tuple[str, str]]:
@@ -66,6 +81,7 @@ class AdminRequests(list[tuple[str, str]]):
             params: aiohttp.TraceRequestStartParams,
         ) -> None:
             self.append((params.method, params.url.path))
+            self.urls.append(params.url)
 
         config = aiohttp.TraceConfig()
         config.on_request_start.append(on_request_start)
@@ -84,7 +100,21 @@ def admin_requests() -> AdminRequests:
 
 
 @pytest.fixture
-async def router(settings: Settings, admin_requests: AdminRequests) -> AsyncIterator[CaddyRouter]:
+async def zone(settings: Settings) -> AsyncIterator[ZoneServer]:
+    """The database and Digi's internal DNS zone, answering as `digi server` does."""
+    await db.upgrade(settings)
+    await db.open_database(settings)
+    server = ZoneServer()
+    await server.start(settings.internal_dns)
+    yield server
+    await server.close()
+    await db.close_database()
+
+
+@pytest.fixture
+async def router(
+    settings: Settings, admin_requests: AdminRequests, zone: ZoneServer
+) -> AsyncIterator[CaddyRouter]:
     """A started router with its own Caddy; closing it stops that Caddy."""
     router = CaddyRouter(trace_configs=[admin_requests.trace_config()])
     await router.start(settings)
@@ -138,10 +168,12 @@ async def wait_for_admin(url: str, timeout_seconds: float = 10) -> None:
 @pytest.fixture
 async def start_upstream() -> AsyncIterator[StartUpstream]:
     """Starts loopback HTTP servers standing in for containers: each answers
-    ``<name> <Host header>``; returns its ``ip:port``."""
+    ``<name> <Host header>``; returns its ``ip:port``. With ``beside`` (an upstream), on the
+    same port at another loopback address, as a redeployed container is."""
     runners: list[web.AppRunner] = []
+    addresses = (f"127.0.0.{last}" for last in itertools.count(2))
 
-    async def start(name: str) -> str:
+    async def start(name: str, beside: str | None = None) -> str:
         async def answer(request: web.Request) -> web.Response:
             return web.Response(text=f"{name} {request.host}")
 
@@ -150,7 +182,10 @@ async def start_upstream() -> AsyncIterator[StartUpstream]:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         runners.append(runner)
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        if beside is None:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+        else:
+            await web.TCPSite(runner, next(addresses), int(beside.rpartition(":")[2])).start()
         address, port = runner.addresses[0][:2]
         return f"{address}:{port}"
 

@@ -17,6 +17,7 @@ from digi_caddy.process import CaddyStartError
 from digi_caddy.router import FALLBACK_BODY, CaddyRouter
 from digi_core.config import Settings
 from digi_core.errors import ConfigError
+from digi_core.internal_dns import ZoneServer
 from digi_core.providers import Host, Route
 from tests.plugins.caddy.conftest import StartUpstream, answers, caddy_settings, free_port, host_of
 
@@ -99,7 +100,7 @@ async def test_closing_while_caddy_restarts_leaves_no_process(
 
 
 async def test_routes_survive_a_restart_of_digi_even_on_a_new_admin_port(
-    settings: Settings, start_upstream: StartUpstream
+    settings: Settings, start_upstream: StartUpstream, zone: ZoneServer
 ) -> None:
     """--resume loads Caddy's autosave; Digi points it at today's admin address first."""
     router = CaddyRouter()
@@ -174,7 +175,7 @@ async def test_a_caddy_that_cannot_start_shows_its_last_output(clean_env: Path) 
     assert router.managed is None
 
 
-async def test_an_unreadable_autosave_is_set_aside(settings: Settings) -> None:
+async def test_an_unreadable_autosave_is_set_aside(settings: Settings, zone: ZoneServer) -> None:
     autosave = settings.data_dir / "caddy" / "config" / "caddy" / "autosave.json"
     autosave.parent.mkdir(parents=True)
     autosave.write_text('{"admin": {"listen": ')  # a Caddy killed while writing it
