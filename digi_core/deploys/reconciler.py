@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 
+import aiodocker
 import redis.asyncio as redis
 from redis.exceptions import LockError
 
@@ -178,11 +179,11 @@ class Reconciler:
         # Hosts without a live service may still hold orphans.
         for host in await self.deps.compute.connected_hosts():
             hosts.setdefault(host.id, host)
-        expected_routes = await self._expected_routes(host_of_service, containers)
+        expected_routes, unknown = await self._expected_routes(host_of_service, containers)
         for host in hosts.values():
             made += await self._remove_orphans(host)
             router = self.deps.router
-            if router is not None:
+            if router is not None and host.id not in unknown:
                 try:
                     await router.sync(host, expected_routes.get(host.id, []))
                 except Exception:
@@ -191,9 +192,12 @@ class Reconciler:
 
     async def _expected_routes(
         self, host_of_service: dict[int, Host], containers: dict[int, dict[int, str]]
-    ) -> dict[str, list[Route]]:
-        """Every deployed, not deleted service's routes, by host."""
+    ) -> tuple[dict[str, list[Route]], set[str]]:
+        """Every deployed, not deleted service's routes, by host; and the hosts whose routes
+        could not all be worked out (their sync waits for the next pass rather than drop
+        what it could not see)."""
         expected: dict[str, list[Route]] = {}
+        unknown: set[str] = set()
         ids = await Deployment.all().distinct().values_list("service_id", flat=True)
         deployed = await Service.filter(deleted_at__isnull=True, id__in=ids).order_by("id")
         for service in deployed:
@@ -202,11 +206,17 @@ class Reconciler:
                 routes = await routing.service_routes(
                     self.deps, host, service, containers.get(service.id, {})
                 )
-            except runtime.RuntimeFailure as error:
-                log.warning("routes of %s are left out of this pass: %s", service.slug, error)
+            except (runtime.RuntimeFailure, aiodocker.DockerError, KeyError) as error:
+                log.warning(
+                    "routes of host %s wait for the next pass (%s: %s)",
+                    host.id,
+                    service.slug,
+                    error,
+                )
+                unknown.add(host.id)
                 continue
             expected.setdefault(host.id, []).extend(routes)
-        return expected
+        return expected, unknown
 
     async def _recreate(
         self,
