@@ -7,9 +7,11 @@ import contextlib
 import io
 import os
 import secrets
+import shutil
 import socket
 import sys
 import tarfile
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -59,6 +61,7 @@ async def _ping_postgres() -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """A test that leaves a non-daemon thread behind (an unclosed SQLite connection is one)
     would hang the interpreter's exit, and CI until its time limit: fail at once instead."""
+    _templates.remove()
     leaked = [
         thread.name
         for thread in threading.enumerate()
@@ -134,10 +137,82 @@ def settings(database_url: str, tmp_path: Path, clean_env: Path) -> Settings:
     )
 
 
+class _Templates:
+    """Databases migrated once per run, copied for each test instead of migrating again
+    (SQLite: a file; PostgreSQL: a template database). ~0.1 s a test instead of ~0.6."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="digi-test-templates-"))
+        self.postgres = f"digi_test_template_{secrets.token_hex(4)}"
+        self._made: dict[str, bool] = {}
+        self._lock = asyncio.Lock()
+
+    async def _made_once(self, kind: str) -> None:
+        async with self._lock:
+            if self._made.get(kind):
+                return
+            if kind == "sqlite":
+                url = f"sqlite://{self.directory / 'digi.sqlite3'}"
+            else:
+                await _admin_sql(f'CREATE DATABASE "{self.postgres}"')
+                url = f"{POSTGRES_URL.rsplit('/', 1)[0]}/{self.postgres}"
+            await db.upgrade(
+                load_settings(
+                    DATABASE_URL=url, DIGI_SECRET=TEST_SECRET, DIGI_DATA_DIR=self.directory
+                )
+            )
+            self._made[kind] = True
+
+    async def seed(self, database_url: str) -> None:
+        """Make a new, empty database a copy of the migrated template."""
+        if database_url.startswith("sqlite://"):
+            path = Path(database_url.removeprefix("sqlite://"))
+            if not await asyncio.to_thread(path.exists):
+                await self._made_once("sqlite")
+                await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+                await asyncio.to_thread(shutil.copyfile, self.directory / "digi.sqlite3", path)
+            return
+        name = database_url.rsplit("/", 1)[1]
+        connection = await asyncpg.connect(_libpq(database_url))
+        try:
+            empty = not await connection.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+            )
+        finally:
+            await connection.close()
+        if empty:
+            await self._made_once("postgres")
+            await _admin_sql(f'DROP DATABASE "{name}"')
+            await _admin_sql(f'CREATE DATABASE "{name}" TEMPLATE "{self.postgres}"')
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        if self._made.get("postgres"):
+            asyncio.run(_admin_sql(f'DROP DATABASE IF EXISTS "{self.postgres}" WITH (FORCE)'))
+
+
+_templates = _Templates()
+
+
+async def upgrade(settings: Settings) -> None:
+    """``db.upgrade`` for a test's new database, from a copy of one migrated once per run.
+    (The migrations themselves are tested from empty databases in test_migrations.py.)"""
+    await _templates.seed(settings.database_url)
+    await db.upgrade(settings)
+
+
+async def _admin_sql(statement: str) -> None:
+    admin = await asyncpg.connect(_libpq(POSTGRES_URL))
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
 @pytest.fixture
 async def migrated(settings: Settings) -> AsyncIterator[Settings]:
     """An empty database brought up to date by the migrations, and Tortoise connected to it."""
-    await db.upgrade(settings)
+    await upgrade(settings)
     await db.open_database(settings)
     yield settings
     await db.close_database()

@@ -21,7 +21,15 @@ from digi_core.api.schema import make_schema
 from digi_core.config import Environment, Settings, load_settings
 from digi_core.errors import PlanLimit
 from digi_core.server.app import init_app
-from tests.conftest import DIGI, POSTGRES_URL, REDIS_URL, TEST_SECRET, _libpq, free_udp_port
+from tests.conftest import (
+    DIGI,
+    POSTGRES_URL,
+    REDIS_URL,
+    TEST_SECRET,
+    _libpq,
+    free_udp_port,
+    upgrade,
+)
 
 
 async def _client(settings: Settings) -> TestClient:  # type: ignore[type-arg]
@@ -94,7 +102,7 @@ async def test_healthz_names_a_database_that_is_down(
     settings = load_settings(
         DIGI_SECRET=TEST_SECRET, DIGI_DATA_DIR=tmp_path / "data", DATABASE_URL=postgres_url
     )
-    await db.upgrade(settings)
+    await upgrade(settings)
     client = await _client(settings)
     name = postgres_url.rsplit("/", 1)[1]
     admin = await asyncpg.connect(_libpq(POSTGRES_URL))

@@ -19,11 +19,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
 
-from digi_core import accounts, db
+from digi_core import accounts
 from digi_core.config import Settings, load_settings
 from digi_core.models import Plan, Role, User
 from digi_core.server.app import init_app
-from tests.conftest import REDIS_URL, TEST_SECRET
+from tests.conftest import REDIS_URL, TEST_SECRET, upgrade
 
 PASSWORD = "correct horse battery"
 
@@ -147,7 +147,7 @@ async def api(
         # A prefix of its own: no other test or concurrent run shares its counts or channels.
         overrides["DIGI_REDIS_PREFIX"] = f"digitest{uuid.uuid4().hex[:12]}:"
     settings = load_settings(**overrides)
-    await db.upgrade(settings)
+    await upgrade(settings)
     test_client = TestClient(TestServer(init_app(settings)))
     await test_client.start_server()
     yield Api(client=test_client, settings=settings, inbox=inbox, backend=request.param)

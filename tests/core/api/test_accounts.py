@@ -26,7 +26,7 @@ from digi_core.errors import Unauthenticated
 from digi_core.models import ApiToken, AuditLog, OneTimePurpose, OneTimeToken, Role, User
 from digi_core.names import PASSWORD_RULES
 from digi_core.server.app import init_app
-from tests.conftest import DIGI, TEST_SECRET
+from tests.conftest import DIGI, TEST_SECRET, upgrade
 from tests.core.api.conftest import PASSWORD, Api, GraphQLErrors
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -711,7 +711,7 @@ async def test_the_server_rotates_a_stale_admin_password_when_it_starts(
     tmp_path: Path, clean_env: Path
 ) -> None:
     settings = load_settings(DIGI_DATA_DIR=tmp_path / "data", DIGI_SECRET=TEST_SECRET)
-    await db.upgrade(settings)
+    await upgrade(settings)
     await db.open_database(settings)
     try:
         admin, old_password = await accounts.seed_admin("night@example.com", "Night")

@@ -21,12 +21,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from digi_core import db, runtime
+from digi_core import runtime
 from digi_core.config import load_settings
 from digi_core.models import Deployment, DeploymentStatus
 from digi_core.server.app import init_app
 from digi_core.server.keys import WORKER
-from tests.conftest import REDIS_URL, TEST_SECRET, _import, _tar
+from tests.conftest import REDIS_URL, TEST_SECRET, _import, _tar, upgrade
 from tests.core.api.conftest import Api
 
 V2_IMAGE = "digi-test-web:v2"
@@ -262,7 +262,7 @@ async def running_platform(
         overrides["REDIS_URL"] = REDIS_URL
         overrides["DIGI_REDIS_PREFIX"] = f"digitest{uuid.uuid4().hex[:12]}:"
     settings = load_settings(**overrides | extra)
-    await db.upgrade(settings)
+    await upgrade(settings)
     test_client = TestClient(TestServer(init_app(settings), port=settings.port))
     await test_client.start_server()
     platform = Platform(

@@ -22,7 +22,7 @@ from digi_core import accounts, db
 from digi_core.config import load_settings
 from digi_core.models import Component, Deployment, DeploymentStatus
 from digi_core.server.app import init_app
-from tests.conftest import DIGI, REDIS_URL, TEST_SECRET
+from tests.conftest import DIGI, REDIS_URL, TEST_SECRET, upgrade
 from tests.core.deploys.conftest import free_port, remove_services
 from tests.core.deploys.test_pipeline import containers_of
 
@@ -140,7 +140,7 @@ async def test_a_killed_digi_worker_is_replaced_and_its_deploy_resumed(
     }
     # The API alone in this process (it starts the Caddy); deploys run in `digi worker`s.
     settings = load_settings(**common, DIGI_RUN_WORKER="false")
-    await db.upgrade(settings)
+    await upgrade(settings)
     api = TestClient(TestServer(init_app(settings)))
     await api.start_server()
     processes.env.update(common)
@@ -192,7 +192,7 @@ async def test_the_embedded_server_killed_mid_deploy_resumes_it_on_restart(
         "DIGI_INTERNAL_DNS": os.environ["DIGI_INTERNAL_DNS"],
     }
     settings = load_settings(**common)
-    await db.upgrade(settings)
+    await upgrade(settings)
     await db.open_database(settings)
     processes.env.update(common)
     slug = ""

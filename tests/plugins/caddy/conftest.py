@@ -22,7 +22,7 @@ from digi_core import db
 from digi_core.config import Settings, load_settings
 from digi_core.internal_dns import ZoneServer
 from digi_core.providers import Host
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, upgrade
 
 StartUpstream = Callable[..., Awaitable[str]]
 
@@ -102,7 +102,7 @@ def admin_requests() -> AdminRequests:
 @pytest.fixture
 async def zone(settings: Settings) -> AsyncIterator[ZoneServer]:
     """The database and Digi's internal DNS zone, answering as `digi server` does."""
-    await db.upgrade(settings)
+    await upgrade(settings)
     await db.open_database(settings)
     server = ZoneServer()
     await server.start(settings.internal_dns)
