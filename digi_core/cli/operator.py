@@ -257,6 +257,48 @@ async def _seed_admin(settings: Settings, email: str, name: str) -> tuple[Any, s
         await db.close_database()
 
 
+@cli.command("create-user")
+@click.argument("email")
+@click.option("--name", default="", help="The user's display name.")
+@click.option("--token-name", default="cli", show_default=True, help="Name of the API token.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the token (for scripts).")
+def create_user(email: str, name: str, token_name: str, quiet: bool) -> None:
+    """Create a verified user and print their password (once) and an API token.
+
+    For operators and set-up scripts; users sign up through the API themselves.
+
+    \b
+    Example:
+      digi create-user dev@example.com --name "Dev"
+      export DIGI_TOKEN=$(digi create-user ci@example.com --token-name ci -q)
+    """
+    settings = load_settings()
+    password, token = asyncio.run(_create_user(settings, email, name, token_name))
+    if quiet:
+        click.echo(token)
+        return
+    console.print(f"created {email}")
+    console.print(f"password: {password}", markup=False)
+    console.print(f"API token ({token_name}): {token}", markup=False)
+    console.print("Both are shown only this once: `digi login --token <token>` saves the token.")
+
+
+async def _create_user(
+    settings: Settings, email: str, name: str, token_name: str
+) -> tuple[str, str]:
+    await db.upgrade(settings)
+    await db.open_database(settings)
+    try:
+        password = accounts.new_password()
+        user = await accounts.create_user(email, password, name)
+        user.email_verified_at = accounts.now()
+        await user.save(update_fields=["email_verified_at"])
+        _, token = await accounts.issue_token(settings.secret_value, user, token_name)
+        return password, token
+    finally:
+        await db.close_database()
+
+
 @cli.command()
 @click.option(
     "--toml", "stack_file", is_flag=True, help="Print the JSON Schema of digi.toml instead."

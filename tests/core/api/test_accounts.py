@@ -738,3 +738,29 @@ async def test_the_server_rotates_a_stale_admin_password_when_it_starts(
     finally:
         await client.close()
         logging.getLogger("digi_core.accounts").removeHandler(rotations)
+
+
+async def test_create_user_prints_a_token_that_the_api_takes(
+    api: Api, subprocess_env: dict[str, str]
+) -> None:
+    env = {
+        **subprocess_env,
+        "DIGI_DATA_DIR": str(api.settings.data_dir),
+        "DATABASE_URL": api.settings.database_url,
+        "DIGI_SECRET": TEST_SECRET,
+    }
+    made = subprocess.run(
+        [DIGI, "create-user", "dev@example.com", "--name", "Dev", "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    me = await api.gql("{ me { email emailVerified } }", token=token)
+    assert me["me"] == {"email": "dev@example.com", "emailVerified": True}
+    again = subprocess.run(
+        [DIGI, "create-user", "dev@example.com"], env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 7 and "CONFLICT" in again.stderr and not again.stdout
