@@ -20,7 +20,7 @@ import asyncio
 import ipaddress
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -431,26 +431,36 @@ class CaddyRouter(Router):
         wanted = _checked(routes)
         if not wanted:
             return
-        await self._set_records(host, list(wanted.values()))
         routes_json = {key: self.layout.route(route) for key, route in wanted.items()}
+        records = self._set_records(host, list(wanted.values()))
         async with self._lock(host.caddy_admin_url):
-            if len(routes_json) == 1 and await self._set_one(host.caddy_admin_url, routes_json):
-                return
+            if len(routes_json) == 1:
+                if await self._set_one(host.caddy_admin_url, routes_json, records):
+                    return
+            else:
+                await records
             await self._edit_routes(
                 host.caddy_admin_url, lambda current: _merged(current, routes_json)
             )
 
-    async def _set_one(self, admin_url: str, routes_json: dict[str, CaddyJson]) -> bool:
-        """One route by its ``@id``: a GET of it, then nothing (a redeploy: only its record
-        moved), a PATCH in place, or a PUT before the others. ``False`` when Digi's server
-        is missing (the caller rewrites the array, creating it)."""
+    async def _set_one(
+        self, admin_url: str, routes_json: dict[str, CaddyJson], records: Awaitable[None]
+    ) -> bool:
+        """One route by its ``@id``: a GET of it (while its records are written), then
+        nothing (a redeploy: only its record moved), a PATCH in place, or a PUT before the
+        others. ``False`` when Digi's server is missing (the caller rewrites the array)."""
         ((key, wanted),) = routes_json.items()
-        try:
-            current = await self._admin(admin_url, "GET", f"/id/{key}")
-        except CaddyAdminError as error:
-            if error.status != 404:
-                raise
+        found, written = await asyncio.gather(
+            self._admin(admin_url, "GET", f"/id/{key}"), records, return_exceptions=True
+        )
+        if isinstance(written, BaseException):
+            raise written
+        if isinstance(found, CaddyAdminError) and found.status == 404:
             current = None
+        elif isinstance(found, BaseException):
+            raise found
+        else:
+            current = found
         if current == wanted:
             return True
         try:
