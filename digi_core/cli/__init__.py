@@ -46,7 +46,8 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point of the ``digi`` console script."""
-    from digi_core.cli import operator  # noqa: F401 - registers the operator commands
+    # Importing registers the commands: operator ones, and the user ones (API clients).
+    from digi_core.cli import operator, user  # noqa: F401
 
     try:
         manager = make_plugin_manager(PluginSelection().plugins_to_load)
