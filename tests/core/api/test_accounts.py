@@ -749,7 +749,8 @@ async def test_create_user_prints_a_token_that_the_api_takes(
         "DATABASE_URL": api.settings.database_url,
         "DIGI_SECRET": TEST_SECRET,
     }
-    made = subprocess.run(
+    made = await asyncio.to_thread(
+        subprocess.run,
         [DIGI, "create-user", "dev@example.com", "--name", "Dev", "-q"],
         env=env,
         capture_output=True,
@@ -760,7 +761,12 @@ async def test_create_user_prints_a_token_that_the_api_takes(
     token = made.stdout.strip()
     me = await api.gql("{ me { email emailVerified } }", token=token)
     assert me["me"] == {"email": "dev@example.com", "emailVerified": True}
-    again = subprocess.run(
-        [DIGI, "create-user", "dev@example.com"], env=env, capture_output=True, text=True
+    again = await asyncio.to_thread(
+        subprocess.run,
+        [DIGI, "create-user", "dev@example.com"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert again.returncode == 7 and "CONFLICT" in again.stderr and not again.stdout
