@@ -27,7 +27,14 @@ Status = DeploymentStatus
 
 async def hostnames(deps: Deps, component: Component) -> list[str]:
     """The component's platform hostname, then its verified custom domains."""
-    domain = await services.default_domain(deps.settings.platform_domain)
+    return await _names(component, await _domain(deps))
+
+
+async def _domain(deps: Deps) -> str:
+    return await services.default_domain(deps.settings.platform_domain)
+
+
+async def _names(component: Component, domain: str) -> list[str]:
     custom = await Domain.filter(
         component=component, kind=DomainKind.CUSTOM, verified_at__isnull=False
     ).order_by("name")
@@ -46,20 +53,31 @@ async def component_routes(
 ) -> list[Route]:
     """Routes of every hostname of the component: to ``container_id`` when given, else
     to the page of the component's state (none for a component without a port)."""
+    held = await suspended(service)
+    return await _routes(host, service, component, container_id, await _domain(deps), held)
+
+
+async def _routes(
+    host: Host,
+    service: Service,
+    component: Component,
+    container_id: str | None,
+    domain: str,
+    held: bool,
+) -> list[Route]:
+    """``component_routes`` with the platform domain and the service's suspension known."""
     if component.internal_port is None:
         return []
-    names = await hostnames(deps, component)
-    if container_id is not None and not await suspended(service):
+    names = await _names(component, domain)
+    if container_id is not None and not held:
         address = await runtime.address_on_network(host, container_id, service.slug)
         upstream = f"{address}:{component.internal_port}"
         return [Route(name, upstream) for name in names]
-    reason = await _unavailable(service, component)
+    reason = Unavailable.SUSPENDED if held else await _unavailable(component)
     return [Route(name, None, reason) for name in names]
 
 
-async def _unavailable(service: Service, component: Component) -> Unavailable:
-    if await suspended(service):
-        return Unavailable.SUSPENDED
+async def _unavailable(component: Component) -> Unavailable:
     values = await Deployment.filter(component=component).values_list("status", flat=True)
     statuses = {Status(str(value)) for value in values}
     if Status.STOPPED in statuses:
@@ -83,10 +101,11 @@ async def service_routes(
     """The routes of all the service's components as they are now."""
     if containers is None:
         containers = await live_containers(service)
+    domain, held = await _domain(deps), await suspended(service)
     routes: list[Route] = []
     for component in await Component.filter(service=service).order_by("id"):
         container = containers.get(component.id)
-        routes += await component_routes(deps, host, service, component, container)
+        routes += await _routes(host, service, component, container, domain, held)
     return routes
 
 
