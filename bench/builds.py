@@ -38,6 +38,7 @@ from deploy_setup import (
     BenchError,
     JobEvent,
     Service,
+    clients,
     console,
     digi_server,
     digi_settings,
@@ -228,14 +229,7 @@ async def bench(
                 token = await seed_user(settings)
                 repositories = await stack.enter_async_context(git_daemon(workdir / "repos"))
                 api_url = await stack.enter_async_context(digi_server(values, workdir, None))
-                session = await stack.enter_async_context(aiohttp.ClientSession())
-                poller = await stack.enter_async_context(
-                    aiohttp.ClientSession(
-                        connector=aiohttp.TCPConnector(force_close=True),
-                        timeout=aiohttp.ClientTimeout(total=2),
-                    )
-                )
-                api = Api(session, api_url, token)
+                api, poller = await clients(stack, api_url, token)
                 if part in ("all", "builds"):
                     await bench_builds(
                         api, docker, repositories, results, runs, steps, step_seconds

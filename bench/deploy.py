@@ -28,6 +28,7 @@ from deploy_setup import (
     Api,
     BenchError,
     Service,
+    clients,
     console,
     digi_server,
     digi_settings,
@@ -228,14 +229,7 @@ async def bench(
                 settings = load_settings(**values)
                 token = await seed_user(settings)
                 api_url = await stack.enter_async_context(digi_server(values, workdir, probes))
-                session = await stack.enter_async_context(aiohttp.ClientSession())
-                poller = await stack.enter_async_context(
-                    aiohttp.ClientSession(
-                        connector=aiohttp.TCPConnector(force_close=True),
-                        timeout=aiohttp.ClientTimeout(total=2),
-                    )
-                )
-                api = Api(session, api_url, token)
+                api, poller = await clients(stack, api_url, token)
                 service = await api.create_service()
                 await docker.networks.create(
                     {"Name": floor_network, "Driver": "bridge", "Labels": {"digi.bench": label}}

@@ -209,6 +209,21 @@ async def _stop(process: asyncio.subprocess.Process, caddy_admin_url: str) -> No
                 await session.post(f"{caddy_admin_url}/stop")
 
 
+async def clients(
+    stack: contextlib.AsyncExitStack, api_url: str, token: str
+) -> tuple[Api, aiohttp.ClientSession]:
+    """The first user's API client, and a poller for apps' first answers (a fresh
+    connection each time, a short timeout), both closed with ``stack``."""
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    poller = await stack.enter_async_context(
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True),
+            timeout=aiohttp.ClientTimeout(total=2),
+        )
+    )
+    return Api(session, api_url, token), poller
+
+
 @dataclass
 class Service:
     id: str
