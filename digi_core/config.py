@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # Digi's own DNS zone for Caddy's dynamic upstreams (ip:port it answers on, UDP), and
     # how long Caddy keeps an answer: a moved route takes effect within that time.
     internal_dns: str = Field("127.0.0.1:5354", alias="DIGI_INTERNAL_DNS")
-    route_refresh: float = Field(1, alias="DIGI_ROUTE_REFRESH", gt=0, le=300)
+    route_refresh: float = Field(0.25, alias="DIGI_ROUTE_REFRESH", gt=0, le=300)
     # Nameservers asked for custom domains' TXT verification records (ip or ip:port, comma
     # separated); the system's resolver when unset.
     verify_nameservers: str | None = Field(None, alias="DIGI_VERIFY_NAMESERVERS")

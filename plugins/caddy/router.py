@@ -47,6 +47,9 @@ UPSTREAM_ZONE = f"u.{internal_dns.ZONE}"  # <hostname>.u… -> its container on 
 ROUTED_ZONE = f"r.{internal_dns.ZONE}"  # <hostname>.r… -> the host that runs it
 MAX_HOSTNAME_LENGTH = MAX_DOMAIN_LENGTH - len(UPSTREAM_ZONE) - 1
 PUBLIC_SERVER = "digi-public"
+# A hostname's host changes only when the service moves (a redeploy moves its container,
+# not its host): the public tier can keep answers longer and ask the zone less.
+PUBLIC_REFRESH = "5s"
 PUBLIC_HTTP_SERVER = "digi-public-http"
 UNAVAILABLE_HEADER = "X-Digi-Unavailable"
 UNAVAILABLE_TEXT = {
@@ -159,7 +162,7 @@ class CaddyLayout:
         self.resolver = {"addresses": [f"udp/{settings.internal_dns}"]}
         self.refresh = f"{settings.route_refresh}s"
 
-    def dynamic(self, name: str, port: str) -> CaddyJson:
+    def dynamic(self, name: str, port: str, refresh: str | None = None) -> CaddyJson:
         """A reverse proxy to whatever ``name`` resolves to in the internal zone."""
         return {
             "handler": "reverse_proxy",
@@ -167,7 +170,7 @@ class CaddyLayout:
                 "source": "a",
                 "name": name,
                 "port": port,
-                "refresh": self.refresh,
+                "refresh": refresh or self.refresh,
                 "resolver": self.resolver,
             },
         }
@@ -207,7 +210,11 @@ class CaddyLayout:
         proxy = {
             "@id": "digi-public-route",
             "handle": [
-                self.dynamic(f"{{http.request.host}}.{ROUTED_ZONE}", str(settings.http_port))
+                self.dynamic(
+                    f"{{http.request.host}}.{ROUTED_ZONE}",
+                    str(settings.http_port),
+                    PUBLIC_REFRESH,
+                )
             ],
         }
         errors = {
