@@ -241,11 +241,16 @@ async def running_platform(
 ) -> AsyncIterator[Platform]:
     """The API (on ``DIGI_PORT``, where Caddy's TLS ``ask`` reaches it) with its worker and
     Caddy; ``extra`` settings on top of the tests' usual ones."""
+    # The API's socket is bound first and held: a port only probed could be taken (by the
+    # Caddy the app starts, say) before the server binds it.
+    api_socket = socket.socket()
+    api_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    api_socket.bind(("127.0.0.1", 0))
     overrides: dict[str, Any] = {
         "DIGI_SECRET": TEST_SECRET,
         "DIGI_DATA_DIR": tmp_path / "data",
         "DIGI_LOAD_PLUGINS": "local,caddy,railpack",
-        "DIGI_PORT": free_port(),
+        "DIGI_PORT": api_socket.getsockname()[1],
         "DIGI_CADDY_ADMIN_URL": f"http://127.0.0.1:{free_port()}",
         "DIGI_HTTP_PORT": free_port(),
         "DIGI_HEALTHCHECK_TIMEOUT": 15,
@@ -263,7 +268,8 @@ async def running_platform(
         overrides["DIGI_REDIS_PREFIX"] = f"digitest{uuid.uuid4().hex[:12]}:"
     settings = load_settings(**overrides | extra)
     await upgrade(settings)
-    test_client = TestClient(TestServer(init_app(settings), port=settings.port))
+    server = TestServer(init_app(settings), socket_factory=lambda *_: api_socket)
+    test_client = TestClient(server)
     await test_client.start_server()
     platform = Platform(
         client=test_client,
