@@ -18,6 +18,7 @@ from strawberry.types import ExecutionContext
 from digi_core import __version__
 from digi_core.api.account_ops import AccountMutation, AccountQuery
 from digi_core.api.admin_ops import AdminMutation, AdminQuery
+from digi_core.api.console_ops import ConsoleQuery, ConsoleSubscription
 from digi_core.api.context import Context
 from digi_core.api.platform_ops import PlatformMutation, PlatformQuery
 from digi_core.api.service_ops import ServiceMutation, ServiceQuery, ServiceSubscription
@@ -34,11 +35,13 @@ class MetaQuery:
         return __version__
 
 
-Query = merge_types("Query", (MetaQuery, AccountQuery, ServiceQuery, AdminQuery, PlatformQuery))
+Query = merge_types(
+    "Query", (MetaQuery, AccountQuery, ServiceQuery, AdminQuery, PlatformQuery, ConsoleQuery)
+)
 Mutation = merge_types(
     "Mutation", (AccountMutation, ServiceMutation, StackMutation, AdminMutation, PlatformMutation)
 )
-Subscription = merge_types("Subscription", (ServiceSubscription,))
+Subscription = merge_types("Subscription", (ServiceSubscription, ConsoleSubscription))
 
 
 def _is_unexpected(error: GraphQLError) -> bool:

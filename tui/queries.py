@@ -1,0 +1,81 @@
+"""The GraphQL documents the console sends: one place to see what it asks the API."""
+
+ME = "{ me { email role } }"
+
+OVERVIEW = """{
+  platformCounts { users suspendedUsers services failedServices runningDeployments
+    activeDeployments failedDeployments }
+  servers { id }
+  version
+}"""
+
+SERVERS = """{
+  servers { id provider name status cpuFraction cpus memoryBytes memoryTotalBytes diskBytes
+    diskTotalBytes vmCount }
+}"""
+
+VM_STATS = """query($vmId: String!) {
+  vmStats(vmId: $vmId) { samples { time cpuFraction memoryBytes diskBytes } }
+}"""
+
+SERVICES = """{
+  services(limit: 100) { totalCount items { id name slug status url ownerId } }
+  users(limit: 100) { items { id email } }
+}"""
+
+SERVICE = """query($id: ID!) {
+  service(id: $id) {
+    id name status url
+    components { name type url image }
+    envVars { key component }
+    deployments(limit: 10) { id jobId component status message }
+  }
+}"""
+
+DEPLOYMENTS = """{
+  recentDeployments(limit: 100) {
+    items { serviceId serviceName ownerEmail containerId
+      deployment { id jobId component status message } }
+  }
+}"""
+
+DEPLOYMENT_ACTIVITY = """subscription($every: Float!) {
+  deploymentActivity(everySeconds: $every) {
+    serviceId serviceName ownerEmail containerId
+    deployment { id jobId component status message }
+  }
+}"""
+
+DEPLOYMENT_STATUS = """subscription($job: String!) {
+  deploymentStatus(jobId: $job) { component status message at }
+}"""
+
+CONTAINER_LOGS = """subscription($service: ID!, $container: String!, $tail: Int!) {
+  containerLogs(serviceId: $service, containerId: $container, tail: $tail) { stream line }
+}"""
+
+USERS = """query($search: String) {
+  users(search: $search, limit: 100) {
+    totalCount items { id email name role plan suspended }
+  }
+}"""
+
+AUDIT_LOGS = """{
+  auditLogs(limit: 100) {
+    items { id actorEmail action targetType targetId outcome createdAt }
+  }
+}"""
+
+SUSPEND_USER = "mutation($id: ID!) { suspendUser(id: $id) { id suspended } }"
+UNSUSPEND_USER = "mutation($id: ID!) { unsuspendUser(id: $id) { id suspended } }"
+DELETE_USER = "mutation($id: ID!) { deleteUser(id: $id) }"
+STOP_CONTAINER = (
+    "mutation($service: ID!, $container: String!) "
+    "{ stopContainer(serviceId: $service, containerId: $container) }"
+)
+RESTART_CONTAINER = (
+    "mutation($service: ID!, $container: String!) "
+    "{ restartContainer(serviceId: $service, containerId: $container) }"
+)
+DEPLOY_SERVICE = "mutation($service: ID!) { deployService(serviceId: $service) { jobId } }"
+ROLLBACK_DEPLOYMENT = "mutation($id: ID!) { rollbackDeployment(deploymentId: $id) { jobId } }"

@@ -1,0 +1,1 @@
+"""Reusable widgets of the console: the screen tabs, the connection banner, action progress."""
