@@ -13,7 +13,8 @@ def test_installed_import_names(tmp_path: Path) -> None:
     code = (
         "import importlib.util, json\n"
         "names = ['plugins', 'tui', 'local', 'caddy', 'digi_core', 'digi_local', 'digi_proxmox',"
-        " 'digi_caddy', 'digi_cloudflare', 'digi_stripe', 'digi_railpack', 'digi_tui']\n"
+        " 'digi_caddy', 'digi_cloudflare', 'digi_stripe', 'digi_railpack', 'digi_ssh',"
+        " 'digi_tui']\n"
         "print(json.dumps({n: importlib.util.find_spec(n) is not None for n in names}))\n"
     )
     result = subprocess.run(
@@ -32,6 +33,7 @@ def test_installed_import_names(tmp_path: Path) -> None:
         "digi_cloudflare",
         "digi_stripe",
         "digi_railpack",
+        "digi_ssh",
         "digi_tui",
     ]
 
@@ -42,7 +44,7 @@ def test_core_imports_no_plugin_and_no_ui() -> None:
         "import digi_core.server.app, digi_core.cli, digi_core.cli.operator, digi_core.models\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'digi_local','digi_proxmox','digi_caddy','digi_cloudflare','digi_stripe',"
-        "'digi_railpack','digi_tui','textual'})))\n"
+        "'digi_railpack','digi_ssh','digi_tui','textual'})))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

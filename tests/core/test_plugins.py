@@ -28,6 +28,7 @@ BUNDLED = {
     "local": {"ComputeProvider": ["local"]},
     "proxmox": {"ComputeProvider": ["proxmox"]},
     "railpack": {"Builder": ["dockerfile", "railpack"]},
+    "ssh": {"ComputeProvider": ["ssh"]},
     "stripe": {"BillingProvider": ["stripe"]},
 }
 
