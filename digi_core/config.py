@@ -146,7 +146,30 @@ class Settings(BaseSettings):
     proxmox_template_id: int | None = Field(None, alias="PROXMOX_TEMPLATE_ID")
     proxmox_storage: str = Field("local-lvm", alias="PROXMOX_STORAGE")
     proxmox_bridge: str = Field("vmbr0", alias="PROXMOX_BRIDGE")
+    # "true", "false", or the path of a CA file that signed the nodes' certificates.
     proxmox_verify_ssl: str = Field("true", alias="PROXMOX_VERIFY_SSL")
+    proxmox_task_timeout: float = Field(600, alias="DIGI_PROXMOX_TASK_TIMEOUT", gt=0)
+    # From start to the QEMU guest agent reporting an address and sshd answering.
+    proxmox_boot_timeout: float = Field(300, alias="DIGI_PROXMOX_BOOT_TIMEOUT", gt=0)
+
+    # Hosts reached over SSH (Proxmox VMs, bring-your-own servers): the platform's key
+    # (generated in the data directory when unset), the VM's user and sizes, and where the
+    # template's Docker socket and Caddy admin API are on the host.
+    ssh_key_file: Path | None = Field(None, alias="DIGI_SSH_KEY")
+    vm_user: str = Field("digi", alias="DIGI_VM_USER", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    vm_ssh_port: int = Field(22, alias="DIGI_VM_SSH_PORT", ge=1, le=65535)
+    vm_memory_mb: int = Field(2048, alias="DIGI_VM_MEMORY_MB", ge=256)
+    vm_cores: int = Field(2, alias="DIGI_VM_CORES", ge=1, le=128)
+    host_docker_socket: str = Field("/var/run/docker.sock", alias="DIGI_HOST_DOCKER_SOCKET")
+    host_caddy_admin: str = Field(
+        "127.0.0.1:2019", alias="DIGI_HOST_CADDY_ADMIN", pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$"
+    )
+    # Bring-your-own servers for DIGI_COMPUTE=ssh: name=user@address[:port], comma separated.
+    ssh_servers: str | None = Field(None, alias="DIGI_SSH_SERVERS")
+    # Disk per VM by plan, and the size of one extra storage block (GB).
+    free_storage_gb: int = Field(16, alias="DIGI_FREE_STORAGE_GB", ge=1)
+    pro_storage_gb: int = Field(64, alias="DIGI_PRO_STORAGE_GB", ge=1)
+    storage_block_gb: int = Field(32, alias="DIGI_STORAGE_BLOCK_GB", ge=1)
 
     # Cloudflare DNS
     cloudflare_api_token: SecretStr | None = Field(None, alias="CLOUDFLARE_API_TOKEN")

@@ -7,12 +7,15 @@ Plugins subclass these and hand instances to the ``register_*`` hooks (see hooks
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from digi_core.errors import NotConfigured
 
 if TYPE_CHECKING:
     import aiodocker
@@ -101,6 +104,37 @@ class ComputeProvider(Provider):
         is left.
         """
 
+    async def existing_host(self, service: Service) -> Host | None:
+        """The host already provisioned for ``service``, or ``None``; never provisions.
+
+        Everything but a deploy uses this (routes, logs, stop, delete, the reconciler), so
+        that looking at a service never creates a VM. The default suits providers with
+        nothing to provision: it asks :meth:`host_for_service`.
+        """
+        return await self.host_for_service(service, _discard)
+
+    async def add_node(self, name: str, options: dict[str, Any]) -> HostStatus:
+        """Add a node (a hypervisor, a server) this provider places hosts on, after checking
+        ``options`` (provider-specific) against the node itself; raises a
+        :class:`~digi_core.errors.DigiError` with the node's own reason when they fail."""
+        raise NotConfigured(f"the {self.name} compute provider has no nodes to add")
+
+    async def remove_node(self, node_id: str) -> None:
+        """Remove a node; refused with :class:`~digi_core.errors.Conflict` while it still
+        hosts services. Raises :class:`~digi_core.errors.NotFound` for an unknown id."""
+        raise NotConfigured(f"the {self.name} compute provider has no nodes to remove")
+
+    async def grow_storage(self, service: Service, storage_gb: int) -> bool:
+        """Make the service's own disk at least ``storage_gb`` GB (never shrink); answers
+        whether it grew. Default: nothing of the service's own to grow (a shared engine)."""
+        return False
+
+    async def repair(self) -> Counter[str]:
+        """Compare what the provider runs with Digi's rows and repair the difference (a VM
+        without a row, a row whose VM is gone, a disk smaller than the plan's); answers the
+        repairs made, by kind. Called by the reconciler every pass. Default: nothing."""
+        return Counter()
+
     async def connected_hosts(self) -> list[Host]:
         """The hosts handed out so far that are still there, for the reconciler to look for
         containers no service owns any more. Default: none."""
@@ -117,6 +151,10 @@ class ComputeProvider(Provider):
 
         Raises :class:`~digi_core.errors.NotFound` for an unknown ``host_id``.
         """
+
+
+async def _discard(line: str) -> None:
+    """A LogSink for lookups, which provision nothing worth telling."""
 
 
 class Unavailable(StrEnum):

@@ -13,7 +13,7 @@ from digi_core.api.auditing import mutation
 from digi_core.api.context import Info, page_limit, page_offset
 from digi_core.api.types import AuditLog, Page, Server, StatsSample, Timeframe, User, VmStats
 from digi_core.deploys import routing
-from digi_core.errors import BadUserInput, Conflict, NotBuiltYet, NotFound
+from digi_core.errors import BadUserInput, Conflict, NotConfigured, NotFound
 from digi_core.models import AuditLog as AuditLogRow
 from digi_core.models import Service as ServiceRow
 from digi_core.models import User as UserRow
@@ -34,6 +34,17 @@ async def _target_user(info: Info, user_id: strawberry.ID) -> tuple[UserRow, Use
 async def _reroute(info: Info, user: UserRow) -> None:
     for service in await ServiceRow.filter(owner=user, deleted_at__isnull=True):
         await routing.refresh_routes(info.context.deploy_deps, service)
+
+
+def _proxmox(info: Info) -> ComputeProvider:
+    """The proxmox provider, when it is the one in use (its nodes serve nothing otherwise)."""
+    settings = info.context.settings
+    if settings.compute != "proxmox":
+        raise NotConfigured(
+            f"this server places services with DIGI_COMPUTE={settings.compute}: set "
+            "DIGI_COMPUTE=proxmox to use Proxmox VE nodes"
+        )
+    return info.context.registry.get(ComputeProvider, "proxmox")
 
 
 @strawberry.input
@@ -179,13 +190,34 @@ class AdminMutation:
         await accounts.delete_account(user)
         return [f"user {id}", *removed]
 
-    @mutation("node", description="Add a Proxmox VE node (admins only).")
+    @mutation(
+        "node",
+        description="Add a Proxmox VE node (admins only): the token, node and template are "
+        "checked against its API first.",
+    )
     async def add_proxmox_node(self, info: Info, input: ProxmoxNodeInput) -> Server:
         await info.context.require_admin()
         input.validate()
-        raise NotBuiltYet("proxmox", "addProxmoxNode")
+        options = {
+            "api_url": input.api_url,
+            "token_id": input.token_id,
+            "token_secret": input.token_secret,
+            "node": input.node,
+            "template_vm_id": input.template_vm_id,
+            "storage": input.storage,
+            "bridge": input.bridge,
+            "full_clone": input.full_clone,
+            "max_vms": input.max_vms,
+            "max_memory_mb": input.max_memory_mb,
+        }
+        return Server.of(await _proxmox(info).add_node(input.name, options))
 
-    @mutation("node", description="Remove a Proxmox VE node that hosts no VMs (admins only).")
+    @mutation(
+        "node",
+        description="Remove a Proxmox VE node that hosts no VMs (admins only); one that "
+        "still does is refused and gets no new VMs (drained).",
+    )
     async def remove_proxmox_node(self, info: Info, id: strawberry.ID) -> bool:
         await info.context.require_admin()
-        raise NotBuiltYet("proxmox", "removeProxmoxNode")
+        await _proxmox(info).remove_node(str(id))
+        return True

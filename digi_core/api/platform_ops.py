@@ -19,6 +19,7 @@ from digi_core.models import Component, DomainKind, Plan, Role
 from digi_core.models import Coupon as CouponRow
 from digi_core.models import Domain as DomainRow
 from digi_core.names import record_id, validate_custom_domain, validate_domain
+from digi_core.plans import grow_disks
 from digi_core.providers import BillingProvider
 
 MAX_STORAGE_BLOCKS = 64
@@ -196,6 +197,7 @@ class PlatformMutation:
         await _billing(info).upgrade_storage(user, blocks)
         user.extra_storage_blocks = blocks
         await user.save(update_fields=["extra_storage_blocks", "updated_at"])
+        await grow_disks(info.context.deploy_deps, user)
         return User.of(user)
 
     @mutation("coupon", description="Create a coupon (admins only).")

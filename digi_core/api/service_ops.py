@@ -381,7 +381,9 @@ class ServiceSubscription:
             raise BadUserInput(f"tail must be between 0 and {MAX_LOG_TAIL}", field="tail")
         service, component = await _container_of(info, service_id, container_id)
         live = await current_container(component)
-        host = await info.context.deploy_deps.host_for(service)
+        host = await info.context.deploy_deps.existing_host(service)
+        if host is None:
+            raise NotFound(f"{service.name} has no host yet: deploy it first", field="serviceId")
         container_id = str(live.container_id)
         async with info.context.log_followers.subscribe(host, container_id, tail) as lines:
             async for line in lines:

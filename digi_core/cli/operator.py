@@ -220,11 +220,17 @@ def hosts(manager: pluggy.PluginManager, as_json: bool) -> None:
 
 
 async def _hosts(provider: ComputeProvider, settings: Settings) -> list:  # type: ignore[type-arg]
-    await provider.start(settings)
+    # Nodes, VMs and pinned host keys are rows.
+    await _prepare_database(settings)
+    await db.open_database(settings)
     try:
-        return await provider.hosts()
+        await provider.start(settings)
+        try:
+            return await provider.hosts()
+        finally:
+            await provider.close()
     finally:
-        await provider.close()
+        await db.close_database()
 
 
 @cli.command("seed-admin")

@@ -13,6 +13,7 @@ from digi_core.deploys.shared import Deps, now, publish, refresh_service_status
 from digi_core.errors import Conflict, DigiError, NotFound
 from digi_core.models import Component, Deployment, DeploymentStatus, Service
 from digi_core.plugins import await_me_maybe
+from digi_core.providers import Host
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,18 @@ async def current_container(component: Component) -> Deployment:
     return row
 
 
+async def _host(deps: Deps, service: Service) -> Host:
+    host = await deps.existing_host(service)
+    if host is None:
+        raise Conflict(f"{service.name} has no host yet: deploy it first")
+    return host
+
+
 async def stop_component(deps: Deps, service: Service, component: Component) -> Deployment:
     row = await current_container(component)
     if row.status is Status.STOPPED:
         return row
-    host = await deps.host_for(service)
+    host = await _host(deps, service)
     await _set(deps, row, Status.STOPPED, "stopped by its owner")
     # Its hostnames answer "stopped" before the container goes.
     await routing.refresh_routes(deps, service)
@@ -52,7 +60,7 @@ async def stop_component(deps: Deps, service: Service, component: Component) -> 
 
 async def restart_component(deps: Deps, service: Service, component: Component) -> Deployment:
     row = await current_container(component)
-    host = await deps.host_for(service)
+    host = await _host(deps, service)
     container_id = row.container_id or ""
     if await runtime.container_state(host, container_id) is None:
         raise Conflict(f"the container of {component.name} is gone: deploy it again")
@@ -79,8 +87,34 @@ async def teardown_service(deps: Deps, queue: JobQueue, service: Service) -> lis
     for job_id in {str(job) for job in await active.values_list("job_id", flat=True)}:
         rows = await Deployment.filter(job_id=job_id).select_related("component")
         await cancel_job(job_id, rows, queue, deps.bus)
-    host = await deps.host_for(service)
+    host = await deps.existing_host(service)
     components = await service.components
+    if host is None:
+        # Never given a host (or it is gone): no routes, containers or volumes to remove.
+        containers: list[dict[str, object]] = []
+        volumes: list[str] = []
+        images = 0
+    else:
+        containers, volumes, images = await _remove_from_host(deps, host, service, components)
+    await asyncio.to_thread(uploads.remove_all, deps.settings.data_dir, service.slug)
+    await deps.compute.release_service(service)
+    await Deployment.filter(service=service, status__in=[Status.RUNNING, Status.STOPPED]).update(
+        status=Status.SUPERSEDED, message="the service was deleted", updated_at=now()
+    )
+    for result in deps.registry.manager.hook.service_deleted(service=service):
+        try:
+            await await_me_maybe(result)
+        except Exception:
+            log.exception("a service_deleted hook failed")
+    return [f"{len(containers)} container(s)", "its network", f"{images} deployed image(s)"] + [
+        f"volume {name}" for name in volumes
+    ]
+
+
+async def _remove_from_host(
+    deps: Deps, host: Host, service: Service, components: list[Component]
+) -> tuple[list[dict[str, object]], list[str], int]:
+    """Routes, containers, network, volumes and pinned images of the service on its host."""
     router = deps.router
     if router is not None:
         hostnames = [name for c in components for name in await routing.hostnames(deps, c)]
@@ -96,19 +130,7 @@ async def teardown_service(deps: Deps, queue: JobQueue, service: Service) -> lis
     await runtime.remove_network(host, service.slug)
     volumes = await runtime.remove_volumes(host, service.slug)
     images = await runtime.remove_pinned_images(host, service.slug)
-    await asyncio.to_thread(uploads.remove_all, deps.settings.data_dir, service.slug)
-    await deps.compute.release_service(service)
-    await Deployment.filter(service=service, status__in=[Status.RUNNING, Status.STOPPED]).update(
-        status=Status.SUPERSEDED, message="the service was deleted", updated_at=now()
-    )
-    for result in deps.registry.manager.hook.service_deleted(service=service):
-        try:
-            await await_me_maybe(result)
-        except Exception:
-            log.exception("a service_deleted hook failed")
-    return [f"{len(containers)} container(s)", "its network", f"{images} deployed image(s)"] + [
-        f"volume {name}" for name in volumes
-    ]
+    return containers, volumes, images
 
 
 async def _set(deps: Deps, row: Deployment, status: DeploymentStatus, message: str) -> None:

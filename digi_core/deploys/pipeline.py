@@ -66,8 +66,14 @@ class DeployRunner:
                 for row in rows:
                     await self._finish(row, Status.CANCELLED, "the service was deleted")
                 return
+
+            async def provisioning(line: str) -> None:
+                # A VM being made takes minutes: its steps show in the deploy's stream.
+                for row in rows:
+                    await publish(self.deps.bus, row, row.component.name, line)
+
             try:
-                host = await self.deps.host_for(service)
+                host = await self.deps.host_for(service, provisioning)
             except DigiError as error:
                 for row in rows:
                     await self._finish(row, Status.FAILED, "no host for the service", str(error))

@@ -27,6 +27,7 @@ from digi_core.deploys import routing
 from digi_core.deploys.pipeline import DeployRunner
 from digi_core.deploys.queue import MAX_ATTEMPTS, JobQueue
 from digi_core.deploys.shared import Deps, now, publish
+from digi_core.errors import DigiError
 from digi_core.models import Deployment, DeploymentStatus, Service
 from digi_core.providers import Host, Route
 
@@ -75,6 +76,7 @@ class Reconciler:
             made += await self.fail_overdue()
             made += await self.requeue_waiting()
             made += await self.repair_hosts()
+            made += await self.repair_compute()
             self.repairs += made
             self.passes += 1
             self.last_pass_at = now().timestamp()
@@ -168,8 +170,10 @@ class Reconciler:
             service = row.service
             host = host_of_service.get(service.id)
             if host is None:
-                host = await self.deps.host_for(service)
-                host_of_service[service.id] = hosts.setdefault(host.id, host)
+                found = await self._host_of(service)
+                if found is None:
+                    continue  # no host, or not reachable now: a later pass looks again
+                host = host_of_service[service.id] = hosts.setdefault(found.id, found)
             container = row.container_id
             state = await runtime.container_state(host, container) if container else None
             if state is None or not (state.get("Running") or state.get("Restarting")):
@@ -190,6 +194,21 @@ class Reconciler:
                     log.exception("routes of host %s could not be synced", host.id)
         return made
 
+    async def _host_of(self, service: Service) -> Host | None:
+        try:
+            return await self.deps.existing_host(service)
+        except DigiError as error:
+            log.warning("host of %s skipped this pass: %s", service.slug, error.message)
+            return None
+
+    async def repair_compute(self) -> Counter[str]:
+        """What the compute provider makes (VMs, their disks) against Digi's rows."""
+        try:
+            return await self.deps.compute.repair()
+        except Exception:
+            log.exception("the compute provider's repair failed")
+            return Counter()
+
     async def _expected_routes(
         self, host_of_service: dict[int, Host], containers: dict[int, dict[int, str]]
     ) -> tuple[dict[str, list[Route]], set[str]]:
@@ -201,7 +220,9 @@ class Reconciler:
         ids = await Deployment.all().distinct().values_list("service_id", flat=True)
         deployed = await Service.filter(deleted_at__isnull=True, id__in=ids).order_by("id")
         for service in deployed:
-            host = host_of_service.get(service.id) or await self.deps.host_for(service)
+            host = host_of_service.get(service.id) or await self._host_of(service)
+            if host is None:
+                continue
             try:
                 routes = await routing.service_routes(
                     self.deps, host, service, containers.get(service.id, {})

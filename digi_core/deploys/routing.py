@@ -117,7 +117,9 @@ async def refresh_routes(deps: Deps, service: Service) -> None:
     if router is None or not await Deployment.exists(service=service):
         return
     try:
-        host = await deps.host_for(service)
+        host = await deps.existing_host(service)
+        if host is None:
+            return
         await router.set_routes(host, await service_routes(deps, host, service))
     except (DigiError, runtime.RuntimeFailure) as error:
         log.warning(
@@ -132,6 +134,8 @@ async def unroute(deps: Deps, service: Service, names: list[str]) -> None:
     if router is None or not await Deployment.exists(service=service):
         return
     try:
-        await router.remove_routes(await deps.host_for(service), names)
+        host = await deps.existing_host(service)
+        if host is not None:
+            await router.remove_routes(host, names)
     except (DigiError, runtime.RuntimeFailure) as error:
         log.warning("%s stay routed until the next reconcile: %s", names, error)

@@ -11,7 +11,7 @@ from digi_core.crypto import SecretBox
 from digi_core.events import EventBus
 from digi_core.models import Deployment, DeploymentStatus, Service, ServiceStatus
 from digi_core.plugins import Registry
-from digi_core.providers import ComputeProvider, Host, Router
+from digi_core.providers import ComputeProvider, Host, LogSink, Router
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,20 @@ class Deps:
     def router(self) -> Router | None:
         return self.registry.providers(Router).get(self.settings.router)
 
-    async def host_for(self, service: Service) -> Host:
-        """The service's host; what providing it says (a VM being made) goes to the log."""
+    async def host_for(self, service: Service, sink: LogSink | None = None) -> Host:
+        """The service's host, provisioned first when it has none (deploys only); what
+        providing it says (a VM being made) goes to the log and to ``sink``."""
 
         async def log_line(line: str) -> None:
             log.info("host for %s: %s", service.slug, line)
+            if sink is not None:
+                await sink(line)
 
         return await self.compute.host_for_service(service, log_line)
+
+    async def existing_host(self, service: Service) -> Host | None:
+        """The service's host if it has one; looking never provisions."""
+        return await self.compute.existing_host(service)
 
 
 async def refresh_service_status(service: Service) -> None:

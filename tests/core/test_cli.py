@@ -22,7 +22,9 @@ def test_plugins_lists_the_six_bundled(subprocess_env: dict[str, str]) -> None:
         "local",
         "proxmox",
         "railpack",
+        "ssh",
         "stripe",
+        "tui",
     ]
     assert all(plugin["version"] == "0.1.0" for plugin in listed)
     table = digi("plugins", env=subprocess_env).stdout
@@ -41,16 +43,15 @@ def test_hosts_asks_the_local_docker_engine(subprocess_env: dict[str, str]) -> N
     assert host["cpus"] >= 1 and host["memory_total_bytes"] > 0
 
 
-def test_hosts_of_an_unbuilt_provider_says_so(subprocess_env: dict[str, str]) -> None:
-    result = digi("hosts", env={**subprocess_env, "DIGI_COMPUTE": "proxmox"}, check=False)
-    assert result.returncode == 6
-    assert "proxmox: hosts is not implemented yet" in result.stderr
+def test_hosts_of_proxmox_without_nodes_lists_none(subprocess_env: dict[str, str]) -> None:
+    result = digi("hosts", "--json", env={**subprocess_env, "DIGI_COMPUTE": "proxmox"})
+    assert json.loads(result.stdout) == []
 
 
 def test_unknown_compute_names_the_installed_ones(subprocess_env: dict[str, str]) -> None:
     result = digi("hosts", env={**subprocess_env, "DIGI_COMPUTE": "nomad"}, check=False)
     assert result.returncode == 6
-    assert "installed: local, proxmox" in result.stderr
+    assert "installed: local, proxmox, ssh" in result.stderr
 
 
 def test_version_and_help_with_examples(subprocess_env: dict[str, str]) -> None:
