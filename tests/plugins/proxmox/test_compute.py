@@ -19,7 +19,7 @@ from digi_core.providers import ComputeProvider
 from digi_core.ssh import HostKeyChanged
 from digi_proxmox.compute import ProvisionFailed, ProxmoxCompute
 from tests.contracts.compute import ComputeProviderContract, ProvisionLog
-from tests.fake_proxmox import GiB, FakeProxmox
+from tests.fake_proxmox import FakeProxmox, GiB
 from tests.plugins.proxmox.conftest import NODE_NAME, node_options, proxmox_settings
 from tests.sshd import Sshd
 
@@ -169,7 +169,9 @@ async def test_a_worker_stopped_mid_clone_is_continued_by_the_next(
         service = await make_service()
         fake.task_seconds = 1.0
         provisioning = asyncio.create_task(first.host_for_service(service, ProvisionLog()))
-        while not any(task.type == "qmclone" for task in fake.tasks.values()):
+        for _ in range(500):  # until Proxmox has the clone task
+            if any(task.type == "qmclone" for task in fake.tasks.values()):
+                break
             await asyncio.sleep(0.02)
         provisioning.cancel()  # the worker dies while Proxmox clones
         with pytest.raises(asyncio.CancelledError):
@@ -213,13 +215,11 @@ async def test_a_storage_upgrade_grows_the_disk_and_never_shrinks_it(
     assert (await HostRow.get(provider="proxmox")).storage_gb == 128
 
 
-async def test_a_changed_ssh_host_key_is_refused(
-    proxmox: ProxmoxCompute, vm_sshd: Sshd
-) -> None:
+async def test_a_changed_ssh_host_key_is_refused(proxmox: ProxmoxCompute, vm_sshd: Sshd) -> None:
     service = await make_service()
     await proxmox.host_for_service(service, ProvisionLog())
     await proxmox.pool.close()  # a new process: nothing pooled
-    proxmox._pool = type(proxmox.pool)(proxmox.pool.key)  # noqa: SLF001
+    proxmox._pool = type(proxmox.pool)(proxmox.pool.key)
     await vm_sshd.rotate_host_key()
     with pytest.raises(HostKeyChanged):
         await proxmox.existing_host(service)
