@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     # Digi's own DNS zone for Caddy's dynamic upstreams (ip:port it answers on, UDP), and
     # how long Caddy keeps an answer: a moved route takes effect within that time.
     internal_dns: str = Field("127.0.0.1:5354", alias="DIGI_INTERNAL_DNS")
+    # Where hosts' Caddies reach that zone (ip:port): Digi's address on the hosts' network
+    # when they are VMs or other servers (listen on it, or 0.0.0.0). Default: DIGI_INTERNAL_DNS.
+    internal_dns_public: str | None = Field(None, alias="DIGI_INTERNAL_DNS_PUBLIC")
     route_refresh: float = Field(0.25, alias="DIGI_ROUTE_REFRESH", gt=0, le=300)
     # Nameservers asked for custom domains' TXT verification records (ip or ip:port, comma
     # separated); the system's resolver when unset.

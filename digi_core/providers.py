@@ -53,6 +53,9 @@ class Host:
     docker: aiodocker.Docker
     caddy_admin_url: str
     upstream: str
+    caddy_admin_host: str | None = None
+    """The Host header that Caddy's admin API expects (it refuses others), when
+    ``caddy_admin_url`` is a forward to it rather than its own address."""
 
 
 @dataclass

@@ -281,6 +281,7 @@ class SshPool:
             docker=tunnel.docker,
             caddy_admin_url=tunnel.caddy_admin_url,
             upstream=upstream,
+            caddy_admin_host="{}:{}".format(*target.caddy_admin),
         )
 
     async def tunnel(self, host_id: str, target: SshTarget, pin: PinHostKey) -> SshTunnel:

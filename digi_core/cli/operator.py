@@ -263,6 +263,23 @@ async def _seed_admin(settings: Settings, email: str, name: str) -> tuple[Any, s
         await db.close_database()
 
 
+@cli.command("ssh-key")
+def ssh_key() -> None:
+    """Print the platform's SSH public key (made once when there is none).
+
+    Digi logs in to hosts with it: Proxmox VMs get it through cloud-init; add it to the
+    authorized_keys of a bring-your-own server (DIGI_SSH_SERVERS).
+
+    \b
+    Example:
+      digi ssh-key | ssh root@203.0.113.7 'cat >> ~/.ssh/authorized_keys'
+    """
+    from digi_core.ssh import KEY_FILE, platform_key, public_key_line
+
+    settings = load_settings()
+    click.echo(public_key_line(platform_key(settings.ssh_key_file or settings.data_dir / KEY_FILE)))
+
+
 @cli.command("create-user")
 @click.argument("email")
 @click.option("--name", default="", help="The user's display name.")

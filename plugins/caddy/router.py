@@ -158,8 +158,9 @@ class CaddyLayout:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        internal_dns.listen_address(settings.internal_dns)
-        self.resolver = {"addresses": [f"udp/{settings.internal_dns}"]}
+        zone = settings.internal_dns_public or settings.internal_dns
+        internal_dns.listen_address(zone)
+        self.resolver = {"addresses": [f"udp/{zone}"]}
         self.refresh = f"{settings.route_refresh}s"
 
     def dynamic(self, name: str, port: str, refresh: str | None = None) -> CaddyJson:
@@ -374,6 +375,7 @@ class CaddyRouter(Router):
         self._session: aiohttp.ClientSession | None = None
         self._http_port = 8080
         self._locks: dict[str, asyncio.Lock] = {}
+        self._admin_hosts: dict[str, str] = {}  # admin URL -> the Host header Caddy wants
         self._layout: CaddyLayout | None = None
         self._public: tuple[str, bool] | None = None  # admin URL, a separate master?
         self.managed: ManagedCaddy | None = None
@@ -435,6 +437,7 @@ class CaddyRouter(Router):
         """Records first (a redeploy changes only its record). One route: see ``_set_one``.
         Several: one GET of the host's routes and, when some route is new or reshaped, one
         PATCH of the whole array."""
+        self._remember(host)
         wanted = _checked(routes)
         if not wanted:
             return
@@ -484,6 +487,7 @@ class CaddyRouter(Router):
     async def remove_routes(self, host: Host, hostnames: Sequence[str]) -> None:
         """One hostname: one DELETE (Caddy's 404 for an unknown @id is success). Several: one
         GET and one PATCH without them. Their records go too."""
+        self._remember(host)
         keys = {route_id(hostname) for hostname in hostnames}
         if not keys:
             return
@@ -510,6 +514,7 @@ class CaddyRouter(Router):
     async def routes(self, host: Host) -> list[Route]:
         """Digi's routes on the host's Caddy (by ``@id`` prefix), in Caddy's order, with the
         containers their records name."""
+        self._remember(host)
         records = await internal_dns.host_records(host.id, "." + UPSTREAM_ZONE)
         found = [
             _as_route(item, records)
@@ -522,6 +527,7 @@ class CaddyRouter(Router):
         """Make the host's records and routes exactly ``routes`` (routes added by hand on
         Digi's server go, the fallback stays last); write nothing that is right already.
         The public tier's servers are checked too (a master that restarted gets them back)."""
+        self._remember(host)
         checked = _checked(routes)
         upstreams, routed = self._records(host, list(checked.values()))
         await internal_dns.sync_records(host.id, "." + UPSTREAM_ZONE, upstreams)
@@ -640,6 +646,10 @@ class CaddyRouter(Router):
         """One change at a time per Caddy: a GET-then-PATCH must not lose a concurrent one."""
         return self._locks.setdefault(admin_url, asyncio.Lock())
 
+    def _remember(self, host: Host) -> None:
+        if host.caddy_admin_host:
+            self._admin_hosts[host.caddy_admin_url] = host.caddy_admin_host
+
     async def _admin(
         self, admin_url: str, method: str, path: str, body: CaddyJson = None
     ) -> CaddyJson:
@@ -647,9 +657,14 @@ class CaddyRouter(Router):
         if self._session is None:
             raise RuntimeError("CaddyRouter.start() was not called")
         url = admin_url.rstrip("/") + path
+        # Through a forward, Caddy's admin API still checks the Host header (DNS rebinding).
+        wanted_host = self._admin_hosts.get(admin_url)
+        headers = {"Host": wanted_host} if wanted_host else None
         for attempt in range(ADMIN_ATTEMPTS):
             try:
-                async with self._session.request(method, url, json=body) as response:
+                async with self._session.request(
+                    method, url, json=body, headers=headers
+                ) as response:
                     text = await response.text()
                 break
             except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as error:

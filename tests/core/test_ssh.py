@@ -3,6 +3,7 @@ pinned, a changed key refused, a dropped connection made again."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from digi_core.ssh import (
     platform_key,
     public_key_line,
 )
+from tests.conftest import DIGI
 from tests.sshd import Sshd
 
 
@@ -154,3 +156,14 @@ def test_the_platform_key_is_made_once_and_kept_private(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert public_key_line(platform_key(path)) == public_key_line(first)
     assert public_key_line(first).startswith("ssh-ed25519 ")
+
+
+def test_digi_ssh_key_prints_the_platform_key(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    key_file = tmp_path / "platform" / "id_ed25519"
+    env = {**subprocess_env, "DIGI_SSH_KEY": str(key_file)}
+    printed = subprocess.run(
+        [DIGI, "ssh-key"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert printed.strip() == public_key_line(platform_key(key_file))

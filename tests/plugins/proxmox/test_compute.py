@@ -247,3 +247,17 @@ async def test_repair_destroys_a_vm_without_a_row_and_forgets_a_row_without_a_vm
     assert orphan not in fake.vms
     assert (await Service.get(id=lost.id)).host_id is None  # type: ignore[attr-defined]
     assert await proxmox.existing_host(lost) is None
+
+
+async def test_repair_grows_the_disks_of_a_user_who_moved_to_pro(
+    proxmox: ProxmoxCompute, fake: FakeProxmox
+) -> None:
+    # A plan change arrives by a billing webhook; the reconciler's pass grows the disk.
+    service = await make_service(Plan.FREE)
+    await proxmox.host_for_service(service, ProvisionLog())
+    [vm] = vms(fake).values()
+    assert vm.disks["scsi0"] == 16 * GiB
+    await User.filter(services__id=service.id).update(plan=Plan.PRO)
+    assert (await proxmox.repair())["disks_grown"] == 1
+    assert vm.disks["scsi0"] == 64 * GiB
+    assert (await proxmox.repair())["disks_grown"] == 0
