@@ -107,6 +107,19 @@ class ComputeProviderContract:
         host = await provider.host_for_service(service, ProvisionLog())
         assert host.id in {connected.id for connected in await provider.connected_hosts()}
 
+    async def test_existing_host_is_the_handed_out_host_and_never_provisions_one(
+        self, provider: ComputeProvider, service: Service
+    ) -> None:
+        before = await provider.hosts()
+        found = await provider.existing_host(service)
+        # A provider with nothing to provision may answer its shared host; one that
+        # provisions answers None, and made nothing.
+        if found is None:
+            assert len(await provider.hosts()) == len(before)
+        host = await provider.host_for_service(service, ProvisionLog())
+        again = await provider.existing_host(service)
+        assert again is not None and again.id == host.id
+
     async def test_release_service_is_idempotent(
         self, provider: ComputeProvider, service: Service
     ) -> None:

@@ -63,6 +63,11 @@ QUERIES: dict[str, Case] = {
     ),
     "users": Case("{ users { totalCount items { id email } } }", access="admin"),
     "auditLogs": Case("{ auditLogs { totalCount items { action actorEmail } } }", access="admin"),
+    "platformCounts": Case("{ platformCounts { users services } }", access="admin"),
+    "recentDeployments": Case(
+        "{ recentDeployments { totalCount items { ownerEmail deployment { id } } } }",
+        access="admin",
+    ),
     "servers": Case("{ servers { id status } }", access="admin"),
     "vmStats": Case('{ vmStats(vmId: "local") { vmId } }', access="admin"),
     "domains": Case("{ domains { id name verificationRecord } }"),
@@ -219,6 +224,9 @@ SUBSCRIPTIONS: dict[str, Case] = {
         lambda w: {"id": w.service_id},
         owned=True,
     ),
+    "deploymentActivity": Case(
+        "subscription { deploymentActivity { ownerEmail deployment { id } } }", access="admin"
+    ),
 }
 
 
@@ -348,6 +356,8 @@ async def test_subscriptions(api: Api, name: str) -> None:
     answer = await websocket.receive_json(timeout=10)
     # An error before the first event is an "error" frame, one raised by the resolver a "next".
     errors = answer["payload"] if answer["type"] == "error" else answer["payload"]["errors"]
-    assert [error["extensions"]["code"] for error in errors] == ["NOT_FOUND"], answer
+    # Another user's things are not found; an admin's view is forbidden to every user.
+    expected = "FORBIDDEN" if case.access == "admin" else "NOT_FOUND"
+    assert [error["extensions"]["code"] for error in errors] == [expected], answer
     assert_nothing_of_the_owner(answer, world)
     await websocket.close()
