@@ -71,6 +71,8 @@ def _disk_gb(config: dict[str, Any]) -> int:
 class ProxmoxCompute(ComputeProvider):
     name = "proxmox"
     agent_poll_seconds = 1.0
+    lease_seconds = 30.0
+    """A provisioning row untouched this long has lost its worker: another may take over."""
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
@@ -160,12 +162,31 @@ class ProxmoxCompute(ComputeProvider):
 
     async def host_for_service(self, service: Service, log: LogSink) -> Host:
         async with self._lock(service.id):
-            row = await self._row_of(service)
-            if row is None:
-                row = await self._claim(service)
+            row = await self._row_of(service) or await self._claim(service)
+            if row.id not in self._provisioning:
+                row = await self._wait_for_other_worker(row, service, log)
             if row.status is not HostStatus.READY:
                 await self._provision(row, service, log)
             return await self._connect(row)
+
+    async def _wait_for_other_worker(self, row: HostRow, service: Service, log: LogSink) -> HostRow:
+        """A VM another process is making (its heartbeat is fresh) is waited for; one whose
+        maker went silent is taken over."""
+        told = False
+        while row.status is HostStatus.PROVISIONING and row.updated_at > datetime.now(
+            UTC
+        ) - timedelta(seconds=self.lease_seconds):
+            if not told:
+                await log("another worker is making this service's VM: waiting for it")
+                told = True
+            await asyncio.sleep(min(1.0, self.lease_seconds / 4))
+            fresh = await HostRow.get_or_none(id=row.id)
+            if fresh is None:
+                raise ProvisionFailed(
+                    f"making a VM for {service.name} failed in another worker: deploy again"
+                )
+            row = fresh
+        return row
 
     async def existing_host(self, service: Service) -> Host | None:
         row = await self._row_of(service)
@@ -184,7 +205,8 @@ class ProxmoxCompute(ComputeProvider):
         )
 
     async def _claim(self, service: Service) -> HostRow:
-        """A row for the service's VM; the service points at it before anything is made."""
+        """A row for the service's VM; the service points at it before anything is made.
+        The row is this process's to make (``_provisioning``) unless another claimed first."""
         row = await HostRow.create(
             provider=PROVIDER,
             external_id=f"pending-{service.id}-{secrets.token_hex(4)}",
@@ -192,12 +214,13 @@ class ProxmoxCompute(ComputeProvider):
             status=HostStatus.PROVISIONING,
             state={},
         )
-        if not await ServiceRow.filter(id=service.id, host_id=None).update(host_id=row.id):
+        if not await ServiceRow.filter(id=service.id, host_id__isnull=True).update(host_id=row.id):
             await row.delete()  # another process claimed it first: continue theirs
             theirs = await self._row_of(service)
             if theirs is None:
                 raise ProvisionFailed(f"{service.name} is being given a VM already: try again")
             return theirs
+        self._provisioning.add(row.id)
         return row
 
     async def _connect(self, row: HostRow) -> Host:
@@ -227,6 +250,7 @@ class ProxmoxCompute(ComputeProvider):
 
     async def _provision(self, row: HostRow, service: Service, log: LogSink) -> None:
         self._provisioning.add(row.id)
+        heartbeat = asyncio.create_task(self._heartbeat(row.id))
         try:
             await self._steps(row, service, log)
         except Exception as error:  # not CancelledError: a worker stopping leaves it resumable
@@ -236,7 +260,14 @@ class ProxmoxCompute(ComputeProvider):
             await self._discard(row)
             raise ProvisionFailed(f"could not make a VM for {service.name}: {reason}") from None
         finally:
+            heartbeat.cancel()
             self._provisioning.discard(row.id)
+
+    async def _heartbeat(self, row_id: int) -> None:
+        """Tells other processes this one is still making the VM (a clone may take minutes)."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            await HostRow.filter(id=row_id).update(updated_at=datetime.now(UTC))
 
     async def _steps(self, row: HostRow, service: Service, log: LogSink) -> None:
         settings = self.settings

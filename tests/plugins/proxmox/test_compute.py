@@ -163,6 +163,7 @@ async def test_a_worker_stopped_mid_clone_is_continued_by_the_next(
     first, second = ProxmoxCompute(), ProxmoxCompute()
     for compute in (first, second):
         compute.agent_poll_seconds = 0.05
+        compute.lease_seconds = 0.6  # the stopped worker's heartbeat goes stale quickly
         await compute.start(settings)
     try:
         await first.add_node(NODE_NAME, node_options(fake))
@@ -182,6 +183,33 @@ async def test_a_worker_stopped_mid_clone_is_continued_by_the_next(
         host = await second.host_for_service(service, ProvisionLog())
         assert (await host.docker.version())["ApiVersion"]
         assert len(vms(fake)) == 1  # continued, not cloned twice
+        assert sum(1 for task in fake.tasks.values() if task.type == "qmclone") == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_two_workers_provisioning_one_service_make_one_vm(
+    migrated: Settings, fake: FakeProxmox, vm_sshd: Sshd, tmp_path: Path
+) -> None:
+    # Two processes (the deploy resumed elsewhere while the first still works on it).
+    settings = proxmox_settings(migrated, fake, vm_sshd, tmp_path)
+    first, second = ProxmoxCompute(), ProxmoxCompute()
+    for compute in (first, second):
+        compute.agent_poll_seconds = 0.05
+        compute.lease_seconds = 3.0
+        await compute.start(settings)
+    try:
+        await first.add_node(NODE_NAME, node_options(fake))
+        service = await make_service()
+        fake.task_seconds = 0.5
+        waited = ProvisionLog()
+        one, other = await asyncio.gather(
+            first.host_for_service(service, ProvisionLog()),
+            second.host_for_service(service, waited),
+        )
+        assert one.id == other.id
+        assert len(vms(fake)) == 1
         assert sum(1 for task in fake.tasks.values() if task.type == "qmclone") == 1
     finally:
         await first.close()
