@@ -45,6 +45,9 @@ class DigiConsole(App[None]):
             for key, (mode, screen) in enumerate(BUILT_IN.items(), start=1)
         ),
         Binding("q", "quit", "Quit"),
+        # Leaves a plugin's screen (pushed over a built-in one); the built-in screens' own
+        # escape, where they have one, comes first.
+        Binding("escape", "back", "Back", show=False),
     ]
 
     connected: reactive[bool] = reactive(True)

@@ -10,5 +10,4 @@ class ConsoleOptions:
     poll_seconds: float = 5.0
     health_seconds: float = 3.0
     retry_seconds: float = 2.0
-    activity_seconds: float = 1.0
     log_tail: int = 200

@@ -32,19 +32,16 @@ SERVICE = """query($id: ID!) {
   }
 }"""
 
-DEPLOYMENTS = """{
-  recentDeployments(limit: 100) {
-    items { serviceId serviceName ownerEmail containerId
-      deployment { id jobId component status message } }
-  }
-}"""
+CONSOLE_DEPLOYMENT = """serviceId serviceName ownerEmail containerId updatedAt
+    deployment { id jobId component status message error }"""
 
-DEPLOYMENT_ACTIVITY = """subscription($every: Float!) {
-  deploymentActivity(everySeconds: $every) {
-    serviceId serviceName ownerEmail containerId
-    deployment { id jobId component status message }
-  }
-}"""
+DEPLOYMENTS = f"""{{
+  recentDeployments(limit: 100) {{ items {{ {CONSOLE_DEPLOYMENT} }} }}
+}}"""
+
+DEPLOYMENT_ACTIVITY = f"""subscription {{
+  deploymentActivity {{ {CONSOLE_DEPLOYMENT} }}
+}}"""
 
 DEPLOYMENT_STATUS = """subscription($job: String!) {
   deploymentStatus(jobId: $job) { component status message at }

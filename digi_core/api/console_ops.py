@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +10,7 @@ from tortoise.expressions import Q
 
 from digi_core.api.context import Info, page_limit, page_offset
 from digi_core.api.types import Deployment, DeploymentStatusEnum, Page
-from digi_core.errors import BadUserInput
+from digi_core.deploys.shared import ALL_DEPLOYMENTS
 from digi_core.models import Deployment as DeploymentRow
 from digi_core.models import DeploymentStatus, ServiceStatus
 from digi_core.models import Service as ServiceRow
@@ -19,11 +18,8 @@ from digi_core.models import User as UserRow
 
 ACTIVE_STATUSES = (DeploymentStatus.QUEUED, DeploymentStatus.BUILDING, DeploymentStatus.DEPLOYING)
 FAILED_WINDOW = timedelta(hours=24)
-MIN_POLL_SECONDS = 0.2
-MAX_POLL_SECONDS = 30.0
-# A row written in the same instant as the last poll must not be missed: look back a little
-# and drop what was already sent.
-POLL_OVERLAP = timedelta(seconds=2)
+# How many rows deploymentActivity remembers the last sent state of, to skip sending it again.
+REMEMBERED_ROWS = 1000
 
 
 @strawberry.type
@@ -120,37 +116,39 @@ class ConsoleQuery:
 @strawberry.type
 class ConsoleSubscription:
     @strawberry.subscription(
-        description="Every deployment that changes from now on, whoever owns it (admins only). "
-        "Read from the database every `everySeconds`, so it sees the changes of every worker "
-        "process, with or without Redis."
+        description="Every user's deployments as they change (admins only): first those in "
+        "progress now (queued, building or deploying), then each one whose status or message "
+        "changes, as the deploy workers publish it (through Redis when it is configured, so "
+        "from every worker process). A subscriber that falls behind may skip a step, never a "
+        "row's latest state; list `recentDeployments` for the rest."
     )
-    async def deployment_activity(
-        self, info: Info, every_seconds: float = 1.0
-    ) -> AsyncGenerator[ConsoleDeployment, None]:
+    async def deployment_activity(self, info: Info) -> AsyncGenerator[ConsoleDeployment, None]:
         await info.context.recheck()
         await info.context.require_admin()
-        if not MIN_POLL_SECONDS <= every_seconds <= MAX_POLL_SECONDS:
-            raise BadUserInput(
-                f"everySeconds must be between {MIN_POLL_SECONDS} and {MAX_POLL_SECONDS}",
-                field="everySeconds",
-            )
-        # The status events on the bus are per job; one channel for all jobs does not exist,
-        # and the database is the truth anyway.
-        since = datetime.now(UTC)
-        sent: dict[int, tuple[datetime, str, str]] = {}
-        while True:
-            await asyncio.sleep(every_seconds)
-            rows = (
-                await DeploymentRow.filter(updated_at__gte=since - POLL_OVERLAP)
-                .order_by("updated_at", "id")
-                .select_related("component", "service__owner")
-            )
-            for row in rows:
-                since = max(since, row.updated_at)
-                seen = (row.updated_at, row.status.value, row.message)
-                if sent.get(row.id) == seen:
-                    continue
-                sent[row.id] = seen
+        rows = DeploymentRow.filter(service__deleted_at__isnull=True).select_related(
+            "component", "service__owner"
+        )
+        sent: dict[int, tuple[str, str, datetime]] = {}
+
+        def changed(row: DeploymentRow) -> bool:
+            # Events are hints: the row is read when one arrives, so two events read after the
+            # second write would send the same state twice.
+            state = (row.status.value, row.message, row.updated_at)
+            if sent.get(row.id) == state:
+                return False
+            sent.pop(row.id, None)  # to the end: the first one is the longest unchanged
+            sent[row.id] = state
+            if len(sent) > REMEMBERED_ROWS:
+                del sent[next(iter(sent))]
+            return True
+
+        async with info.context.bus.subscribe(ALL_DEPLOYMENTS) as events:
+            # Read once subscribed: a change in between arrives again, none is lost.
+            for row in await rows.filter(status__in=ACTIVE_STATUSES).order_by("id"):
+                changed(row)
                 yield ConsoleDeployment.of(row)
-            horizon = since - POLL_OVERLAP
-            sent = {key: value for key, value in sent.items() if value[0] >= horizon}
+            async for event in events:
+                found = await rows.get_or_none(id=event["deployment_id"])
+                # None: the row, or its service, is gone since the event was published.
+                if found is not None and changed(found):
+                    yield ConsoleDeployment.of(found)

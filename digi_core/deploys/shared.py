@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 Status = DeploymentStatus
 
 
+# Every job's status changes, for the console's deploymentActivity. No colon: it cannot be
+# the channel of a job id.
+ALL_DEPLOYMENTS = "deployments"
+
+
 def channel(job_id: str) -> str:
     return f"deployment:{job_id}"
 
@@ -26,18 +31,22 @@ async def publish(
     bus: EventBus, row: Deployment, component: str, message: str | None = None
 ) -> None:
     """Tell ``deploymentStatus(jobId)`` subscribers where ``row`` is now; with ``message``
-    (a line of build output), that line instead of the row's stored status message."""
-    await bus.publish(
-        channel(row.job_id),
-        {
-            "job_id": row.job_id,
-            "deployment_id": row.id,
-            "component": component,
-            "status": row.status.value,
-            "message": row.message if message is None else message,
-            "at": datetime.now(UTC).isoformat(),
-        },
-    )
+    (a line of build output), that line instead of the row's stored status message.
+
+    Called after the row is written. A status change (no ``message``) also goes to
+    ``ALL_DEPLOYMENTS``; output lines do not: a build writes thousands, and those who watch
+    every deployment list rows, not output."""
+    event = {
+        "job_id": row.job_id,
+        "deployment_id": row.id,
+        "component": component,
+        "status": row.status.value,
+        "message": row.message if message is None else message,
+        "at": datetime.now(UTC).isoformat(),
+    }
+    await bus.publish(channel(row.job_id), event)
+    if message is None:
+        await bus.publish(ALL_DEPLOYMENTS, event)
 
 
 def now() -> datetime:

@@ -26,9 +26,7 @@ from tests.core.deploys.conftest import Platform, running_platform
 
 # Component URLs carry Caddy's HTTP port: a fixed one keeps them the same in every snapshot.
 SNAPSHOT_HTTP_PORT = 47080
-FAST = ConsoleOptions(
-    poll_seconds=0.5, health_seconds=0.3, retry_seconds=0.3, activity_seconds=0.2, log_tail=50
-)
+FAST = ConsoleOptions(poll_seconds=0.5, health_seconds=0.3, retry_seconds=0.3, log_tail=50)
 USERS = ["alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com"]
 # service name, owner, deployment status, message
 SERVICES = [

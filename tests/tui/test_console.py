@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,15 @@ from textual.screen import Screen
 from textual.widgets import DataTable, RichLog, Static
 
 from digi_core import hookimpl, hookspecs
+from digi_core.deploys.shared import publish
 from digi_core.models import DeploymentStatus, User
+from digi_core.server.keys import EVENT_BUS
 from digi_tui.app import REFUSED_EXIT_CODE, DigiConsole
 from digi_tui.plugin_screens import console_screens
 from digi_tui.screens.confirm import ConfirmModal
 from digi_tui.screens.deployments import DeploymentsScreen
 from digi_tui.screens.logs import LogsScreen
+from digi_tui.screens.overview import OverviewScreen
 from digi_tui.screens.services import ServicesScreen
 from digi_tui.screens.users import UsersScreen
 from digi_tui.widgets.banner import ConnectionBanner
@@ -88,6 +92,16 @@ async def test_services_filter_by_owner_name_and_status(world: World) -> None:
         assert "Env: none (values hidden)" in detail
 
 
+async def test_deployments_filter_by_status_and_owner(world: World) -> None:
+    async with world.console().run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await until(pilot, lambda: len(rows(pilot, "deployments")) == 3)
+        await pilot.press("slash", *"status:failed")
+        await until(pilot, lambda: [r[1] for r in rows(pilot, "deployments")] == ["blog"])
+        await pilot.press(*["backspace"] * len("status:failed"), *"alice")
+        await until(pilot, lambda: [r[1] for r in rows(pilot, "deployments")] == ["shop"])
+
+
 async def test_suspend_and_unsuspend_a_user_through_the_modal(world: World) -> None:
     dave = int(world.user_ids["dave@example.com"])
     async with world.console().run_test(size=(80, 24)) as pilot:
@@ -121,10 +135,13 @@ async def test_a_refused_action_shows_the_apis_message(world: World) -> None:
 
 
 async def test_a_deployment_status_change_appears_without_a_key_press(world: World) -> None:
-    wiki = world.deployments["wiki"]
+    async def move(status: DeploymentStatus, message: str) -> None:
+        await move_wiki(world, status, message)
+
     async with world.console().run_test(size=(120, 30)) as pilot:
         await pilot.press("4")
-        assert isinstance(pilot.app.screen, DeploymentsScreen)
+        screen = pilot.app.screen
+        assert isinstance(screen, DeploymentsScreen)
         await until(pilot, lambda: len(rows(pilot, "deployments")) == 3)
         assert rows(pilot, "deployments")[0][1:5] == [
             "wiki",
@@ -132,21 +149,31 @@ async def test_a_deployment_status_change_appears_without_a_key_press(world: Wor
             "web",
             "building",
         ]
+        await until(pilot, lambda: screen.live)  # subscribed: a change from now on is pushed
         try:
-            wiki.status, wiki.message = DeploymentStatus.RUNNING, "now serving"
-            await wiki.save()
+            started = time.monotonic()
+            await move(DeploymentStatus.RUNNING, "now serving")
             await until(
                 pilot,
                 lambda: rows(pilot, "deployments")[0][4:] == ["running", "now serving"],
                 within=10,
             )
+            # Pushed, not polled: the screen does not ask for the list again.
+            assert time.monotonic() - started < 1.5
         finally:
-            wiki.status, wiki.message = DeploymentStatus.BUILDING, "building the image"
-            await wiki.save()
+            await move(DeploymentStatus.BUILDING, "building the image")
         await until(pilot, lambda: rows(pilot, "deployments")[0][4] == "building")
         await pilot.press("enter")  # the build log: the job's state, as deploymentStatus tells
         log = pilot.app.screen.query_one("#build-log", RichLog)
         await until(pilot, lambda: "web building: building the image" in _lines(log))
+
+
+async def move_wiki(world: World, status: DeploymentStatus, message: str) -> None:
+    """What a deploy worker does to the seeded wiki deployment: write the row, publish it."""
+    wiki = world.deployments["wiki"]
+    wiki.status, wiki.message = status, message
+    await wiki.save()
+    await publish(world.platform.client.app[EVENT_BUS], wiki, "web")
 
 
 def _lines(log: RichLog) -> str:
@@ -221,15 +248,27 @@ async def test_a_dropped_connection_shows_a_banner_and_reconnects(
     app = world.console(api_url=f"http://127.0.0.1:{proxy.port}")
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.ready.is_set())
-        banner = pilot.app.screen.query_one(ConnectionBanner)
+        await pilot.press("4")
+        screen = pilot.app.screen
+        assert isinstance(screen, DeploymentsScreen)
+        await until(pilot, lambda: screen.live)
+        banner = screen.query_one(ConnectionBanner)
         assert not banner.display or not banner.has_class("-lost")
         await proxy.close()
         await until(pilot, lambda: banner.has_class("-lost"), within=10)
         assert "Connection lost" in shown(pilot)
         assert "Reconnecting" in str(banner.content)
+        await until(pilot, lambda: not screen.live)
         await proxy.open()
         await until(pilot, lambda: not banner.has_class("-lost"), within=10)
         assert "Connection lost" not in shown(pilot)
+        # The live list subscribed again by itself.
+        await until(pilot, lambda: screen.live, within=10)
+        try:
+            await move_wiki(world, DeploymentStatus.DEPLOYING, "after the reconnect")
+            await until(pilot, lambda: rows(pilot, "deployments")[0][4] == "deploying")
+        finally:
+            await move_wiki(world, DeploymentStatus.BUILDING, "building the image")
 
 
 class HelloScreen(Screen[None]):
@@ -254,6 +293,8 @@ async def test_plugins_add_screens_the_console_lists(world: World) -> None:
         await until(pilot, lambda: "Hello" in text_of(pilot, "#plugin-screens"))
         await pilot.press("ctrl+p", *"Plugin: Hello", "enter")
         await until(pilot, lambda: isinstance(pilot.app.screen, HelloScreen))
+        await pilot.press("escape")  # back to where it was opened
+        await until(pilot, lambda: isinstance(pilot.app.screen, OverviewScreen))
 
 
 def test_digi_core_never_imports_textual(tmp_path: Path) -> None:

@@ -85,9 +85,12 @@ class ConsoleScreen(Screen[None]):
 
         self.app.push_screen(ConfirmModal(question), answered)
 
-    @work(exclusive=True, group="action")
+    @work(group="action")
     async def perform(self, label: str, call: Call) -> None:
-        """Run an action, showing that it runs, then what it did or the API's error."""
+        """Run an action, showing that it runs, then what it did or the API's error.
+
+        Not exclusive: a second action must not cancel a first one already sent, which would
+        leave the operator not knowing whether it happened."""
         status = self.query_one(ActionStatus)
         status.running(label)
         try:

@@ -1,10 +1,11 @@
-"""Deployments of every user, live from the ``deploymentActivity`` subscription, with the
-build log of the one selected."""
+"""Deployments of every user, kept live by the ``deploymentActivity`` subscription (pushed by
+the API, no polling), with the ``deploymentStatus`` stream of the selected one's job."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -12,13 +13,21 @@ from textual import work
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.widget import Widget
-from textual.widgets import DataTable, RichLog
+from textual.widgets import DataTable, Input, RichLog
 
 from digi_core.cli.client import Unreachable
 from digi_core.errors import DigiError
 from digi_tui import queries
 from digi_tui.cells import plain
+from digi_tui.filtering import matches
 from digi_tui.screens.base import ConsoleScreen
+
+KEPT_DEPLOYMENTS = 300
+
+
+def _later(known: dict[str, Any], other: dict[str, Any]) -> bool:
+    """``known`` was read after ``other``: of two answers about one row, it tells the truth."""
+    return datetime.fromisoformat(known["updatedAt"]) > datetime.fromisoformat(other["updatedAt"])
 
 
 class DeploymentsScreen(ConsoleScreen):
@@ -28,6 +37,8 @@ class DeploymentsScreen(ConsoleScreen):
     POLLS = False
     AUTO_FOCUS = "#deployments"
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "focus_table", "Table", show=False),
         Binding("g", "build_log", "Build log"),
         Binding("b", "rollback", "Roll back"),
         Binding("d", "redeploy", "Redeploy"),
@@ -36,8 +47,11 @@ class DeploymentsScreen(ConsoleScreen):
     def __init__(self) -> None:
         super().__init__()
         self.deployments: dict[str, dict[str, Any]] = {}
+        # True from the subscription's first answer (what is in progress) until it drops.
+        self.live = False
 
     def compose_body(self) -> Iterable[Widget]:
+        yield Input(placeholder="filter: words, or service: owner: status:", id="filter")
         table: DataTable[Text] = DataTable(id="deployments", cursor_type="row")
         table.add_columns("#", "Service", "Owner", "Component", "Status", "Message")
         yield table
@@ -51,53 +65,66 @@ class DeploymentsScreen(ConsoleScreen):
 
     async def load(self) -> None:
         data = await self.ask(queries.DEPLOYMENTS)
-        self.deployments = {}
-        for item in reversed(data["recentDeployments"]["items"]):
-            self.deployments[item["deployment"]["id"]] = item
+        listed = {item["deployment"]["id"]: item for item in data["recentDeployments"]["items"]}
+        newest = max(map(int, listed), default=0)
+        # The subscription may have sent a change, or a new deployment, while the list was on
+        # its way: what it sent is the newer.
+        for key, known in self.deployments.items():
+            if int(key) > newest or (key in listed and _later(known, listed[key])):
+                listed[key] = known
+        self.deployments = listed
         self.show_deployments()
 
     @work(group="activity")
     async def follow_activity(self) -> None:
-        """Every change of any deployment, as the API sees it, for as long as the screen lives."""
+        """Every change of any deployment, pushed by the API, for as long as the screen lives;
+        after a dropped connection, subscribes again (the list is reloaded meanwhile)."""
         await self.console.ready.wait()
-        variables = {"every": self.console.options.activity_seconds}
         while True:
             try:
-                async for data in self.console.api.subscribe(
-                    queries.DEPLOYMENT_ACTIVITY, variables
-                ):
+                async for data in self.console.api.subscribe(queries.DEPLOYMENT_ACTIVITY):
+                    self.live = True
                     self.console.connection_restored()
-                    item = data["deploymentActivity"]
-                    self.deployments[item["deployment"]["id"]] = item
+                    self.remember(data["deploymentActivity"])
                     self.show_deployments()
             except NoMatches:
-                return  # the screen closed while a line was on the way
+                return  # the screen closed while a change was on the way
             except Unreachable as error:
                 self.console.connection_lost(error)
             except DigiError as error:
                 self.notify(error.message, title="Live updates stopped", severity="error")
                 return
+            finally:
+                self.live = False
             await asyncio.sleep(self.console.options.retry_seconds)
+
+    def remember(self, item: dict[str, Any]) -> None:
+        key = item["deployment"]["id"]
+        known = self.deployments.get(key)
+        if known is None or not _later(known, item):
+            self.deployments[key] = item
+        # A console left open for days must not grow without end: the oldest go.
+        for old in sorted(self.deployments, key=int)[:-KEPT_DEPLOYMENTS]:
+            del self.deployments[old]
 
     def show_deployments(self) -> None:
         table = self.query_one("#deployments", DataTable)
         selected = self.selected()
+        text = self.query_one("#filter", Input).value
         table.clear()
         for key in sorted(self.deployments, key=int, reverse=True):
             item = self.deployments[key]
             deployment = item["deployment"]
-            table.add_row(
-                *plain(
-                    key,
-                    item["serviceName"],
-                    item["ownerEmail"],
-                    deployment["component"],
-                    deployment["status"].lower(),
-                    deployment["message"],
-                ),
-                key=key,
-            )
-        if selected is not None:
+            fields = {
+                "service": item["serviceName"],
+                "owner": item["ownerEmail"],
+                "component": deployment["component"],
+                "status": deployment["status"].lower(),
+                "message": deployment["message"],
+            }
+            if matches(text, fields):
+                table.add_row(*plain(key, *fields.values()), key=key)
+        if selected is not None and selected["deployment"]["id"] in table.rows:
             table.move_cursor(row=table.get_row_index(selected["deployment"]["id"]))
 
     def selected(self) -> dict[str, Any] | None:
@@ -107,19 +134,35 @@ class DeploymentsScreen(ConsoleScreen):
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return self.deployments.get(key or "")
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.show_deployments()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_focus_table()
+
+    def action_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_focus_table(self) -> None:
+        self.query_one("#deployments", DataTable).focus()
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_build_log()  # enter on a row
 
     def action_build_log(self) -> None:
         item = self.selected()
         if item is not None:
-            self.follow_build(item["deployment"]["jobId"], item["serviceName"])
+            self.follow_build(item)
 
     @work(exclusive=True, group="build-log")
-    async def follow_build(self, job_id: str, service_name: str) -> None:
+    async def follow_build(self, item: dict[str, Any]) -> None:
+        job_id = item["deployment"]["jobId"]
         log = self.query_one("#build-log", RichLog)
         log.clear()
-        log.border_title = f"Build log of {service_name} (job {job_id})"
+        log.border_title = f"Build log of {item['serviceName']} (job {job_id})"
+        # Past output is not kept by the API; why a deployment failed is.
+        if item["deployment"]["error"]:
+            log.write(f"#{item['deployment']['id']} failed: {item['deployment']['error']}")
         try:
             async for data in self.console.api.subscribe(
                 queries.DEPLOYMENT_STATUS, {"job": job_id}
