@@ -66,14 +66,8 @@ class DeployRunner:
                 for row in rows:
                     await self._finish(row, Status.CANCELLED, "the service was deleted")
                 return
-
-            async def provisioning(line: str) -> None:
-                # A VM being made takes minutes: its steps show in the deploy's stream.
-                for row in rows:
-                    await publish(self.deps.bus, row, row.component.name, line)
-
             try:
-                host = await self.deps.host_for(service, provisioning)
+                host = await self._host(service, rows)
             except DigiError as error:
                 for row in rows:
                     await self._finish(row, Status.FAILED, "no host for the service", str(error))
@@ -93,6 +87,36 @@ class DeployRunner:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
 
+    async def _host(self, service: Service, rows: list[Deployment]) -> Host:
+        """The service's host. When one must be made first (a VM: minutes), the job's rows
+        are claimed meanwhile: the heartbeat keeps them fresh, and a worker lost mid-way is
+        noticed like one lost mid-build, its job resumed by another (the provider continues
+        what it had made)."""
+        try:
+            found = await self.deps.existing_host(service)
+        except DigiError:
+            found = None  # unreachable now: host_for_service says so, or makes it again
+        if found is not None:
+            return found
+        for row in list(rows):
+            try:
+                await self._advance(
+                    row,
+                    Status.QUEUED,
+                    Status.BUILDING,
+                    "getting a host for the service",
+                    claim=True,
+                )
+            except Cancelled:
+                rows.remove(row)
+
+        async def provisioning(line: str) -> None:
+            # A VM being made takes minutes: its steps show in the deploy's stream.
+            for row in rows:
+                await publish(self.deps.bus, row, row.component.name, line)
+
+        return await self.deps.host_for(service, provisioning)
+
     async def _heartbeat(self, job_id: str) -> None:
         """Keeps the job's active rows fresh: a row silent too long has a dead worker."""
         while True:
@@ -110,8 +134,14 @@ class DeployRunner:
         leftover: str | None = runtime.container_name(service.slug, component.name, row.id)
         paused: list[Deployment] = []  # a database's old servers, stopped to free its volume
         try:
+            # Claimed already when its host had to be made first.
+            claimed = row.status is Status.BUILDING
             await self._advance(
-                row, Status.QUEUED, Status.BUILDING, "getting the image", claim=True
+                row,
+                Status.BUILDING if claimed else Status.QUEUED,
+                Status.BUILDING,
+                "getting the image",
+                claim=not claimed,
             )
             image = await self._image(host, service, component, row)
             if component.type in databases.MANAGED:

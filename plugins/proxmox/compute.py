@@ -72,7 +72,8 @@ class ProxmoxCompute(ComputeProvider):
     name = "proxmox"
     agent_poll_seconds = 1.0
     lease_seconds = 30.0
-    """A provisioning row untouched this long has lost its worker: another may take over."""
+    """A provisioning row untouched this long has lost its worker: another may take over
+    (DIGI_WORKER_STALE_AFTER, as for a deploy's rows)."""
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
@@ -88,6 +89,7 @@ class ProxmoxCompute(ComputeProvider):
         if self._pool is not None:
             return
         self._settings = settings
+        self.lease_seconds = settings.worker_stale_after
         self._nodes = Nodes(settings)
         key_file = settings.ssh_key_file or settings.data_dir / KEY_FILE
         self._key = await asyncio.to_thread(platform_key, key_file)

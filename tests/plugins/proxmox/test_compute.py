@@ -163,8 +163,8 @@ async def test_a_worker_stopped_mid_clone_is_continued_by_the_next(
     first, second = ProxmoxCompute(), ProxmoxCompute()
     for compute in (first, second):
         compute.agent_poll_seconds = 0.05
-        compute.lease_seconds = 0.6  # the stopped worker's heartbeat goes stale quickly
         await compute.start(settings)
+        compute.lease_seconds = 0.6  # the stopped worker's heartbeat goes stale quickly
     try:
         await first.add_node(NODE_NAME, node_options(fake))
         service = await make_service()
@@ -197,8 +197,8 @@ async def test_two_workers_provisioning_one_service_make_one_vm(
     first, second = ProxmoxCompute(), ProxmoxCompute()
     for compute in (first, second):
         compute.agent_poll_seconds = 0.05
-        compute.lease_seconds = 3.0
         await compute.start(settings)
+        compute.lease_seconds = 3.0
     try:
         await first.add_node(NODE_NAME, node_options(fake))
         service = await make_service()
