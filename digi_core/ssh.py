@@ -213,16 +213,18 @@ class SshTunnel:
             except (DigiError, OSError, asyncssh.Error) as error:
                 log.warning("host %s: a forwarded connection failed: %s", self.host_id, error)
                 return
+            upstream = asyncio.create_task(_pump(reader, remote_writer))
             try:
-                await asyncio.gather(
-                    _pump(reader, remote_writer),
-                    _pump(remote_reader, writer),
-                )
+                # Until the host's side ends: after that nothing more can come, so the local
+                # end is closed too. Waiting for both would hang a keep-alive client whose
+                # next request goes to a channel that died with its connection.
+                await _pump(remote_reader, writer)
             except asyncio.CancelledError:
                 # The tunnel is closing. End quietly: asyncio's server logs a connection
                 # handler that ends cancelled as an error.
                 pass
             finally:
+                upstream.cancel()
                 remote_writer.close()
         finally:
             writer.close()

@@ -3,6 +3,7 @@ pinned, a changed key refused, a dropped connection made again."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -140,7 +141,8 @@ async def test_a_dropped_connection_is_made_again(
         # may notice the drop once, as it would a restarted local engine.
         for attempt in range(2):
             try:
-                assert (await host.docker.version())["ApiVersion"]
+                # Bounded: a relay that waits on a dead channel must fail the test, not hang it.
+                assert (await asyncio.wait_for(host.docker.version(), 20))["ApiVersion"]
                 break
             except (aiohttp.ClientError, OSError):
                 if attempt:
