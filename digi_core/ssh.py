@@ -16,12 +16,20 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiodocker
-import asyncssh
+from cryptography.utils import CryptographyDeprecationWarning
+
+with warnings.catch_warnings():
+    # asyncssh still names cryptography's DSA classes, deprecated since cryptography 47: every
+    # `digi` command (the SSH-reached compute plugins load with it) would print the warning,
+    # and nobody running Digi can act on it. Digi's own keys are ed25519.
+    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+    import asyncssh
 
 from digi_core.errors import DigiError
 from digi_core.providers import Host
