@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     worker_heartbeat: float = Field(5, alias="DIGI_WORKER_HEARTBEAT", gt=0)
     worker_stale_after: float = Field(30, alias="DIGI_WORKER_STALE_AFTER", gt=0)
     reconcile_interval: float = Field(30, alias="DIGI_RECONCILE_INTERVAL", gt=0)
+    # Deployment logs (steps and build output) kept in the database
+    deploy_log_lines: int = Field(10_000, alias="DIGI_DEPLOY_LOG_LINES", ge=100)
+    deploy_logs_kept: int = Field(20, alias="DIGI_DEPLOY_LOGS_KEPT", ge=1)
     # Managed databases' images (the official images' interface; see deploys/databases.py)
     postgres_image: str = Field("postgres:16", alias="DIGI_POSTGRES_IMAGE")
     redis_image: str = Field("redis:7", alias="DIGI_REDIS_IMAGE")

@@ -282,6 +282,24 @@ class Deployment(Model):
         ]
 
 
+class DeploymentLogLine(Model):
+    """One line of a deployment's log: its steps and its build's output, in order (by id),
+    written before it is published, so what a viewer missed live can be read back."""
+
+    id = fields.BigIntField(primary_key=True)
+    deployment: fields.ForeignKeyRelation[Deployment] = fields.ForeignKeyField(
+        "digi.Deployment", related_name="log_lines", on_delete=fields.CASCADE
+    )
+    at = fields.DatetimeField()
+    # The deployment's status when the line was written, as its live event said.
+    status = fields.CharEnumField(DeploymentStatus, max_length=16)
+    line = fields.TextField()
+
+    class Meta:
+        table = "deployment_log_lines"
+        indexes = [Index(fields=("deployment_id", "id"), name="deployment_log_lines_idx")]
+
+
 class EnvVar(Model):
     """A variable for a whole service (``scope`` = "") or one component (its name)."""
 

@@ -43,10 +43,6 @@ DEPLOYMENT_ACTIVITY = f"""subscription {{
   deploymentActivity {{ {CONSOLE_DEPLOYMENT} }}
 }}"""
 
-DEPLOYMENT_STATUS = """subscription($job: String!) {
-  deploymentStatus(jobId: $job) { component status message at }
-}"""
-
 CONTAINER_LOGS = """subscription($service: ID!, $container: String!, $tail: Int!) {
   containerLogs(serviceId: $service, containerId: $container, tail: $tail) { stream line }
 }"""

@@ -14,11 +14,14 @@ from digi_core.api.types import (
     ComponentTypeEnum,
     DeleteServiceResult,
     DeploymentEvent,
+    DeploymentLog,
+    DeploymentLogEntry,
     DeployResult,
     EnvVar,
     LogLine,
     Page,
     Service,
+    id_or_none,
 )
 from digi_core.api.types import Deployment as DeploymentType
 from digi_core.deploys.containers import (
@@ -29,11 +32,20 @@ from digi_core.deploys.containers import (
 )
 from digi_core.deploys.requests import cancel_job, request_deploy, request_rollback
 from digi_core.errors import BadUserInput, NotFound
-from digi_core.models import Component, ComponentType, Deployment, DeploymentStatus, Role, User
+from digi_core.models import (
+    Component,
+    ComponentType,
+    Deployment,
+    DeploymentLogLine,
+    DeploymentStatus,
+    Role,
+    User,
+)
 from digi_core.models import Service as ServiceRow
 from digi_core.names import record_id
 
 MAX_LOG_TAIL = 10_000
+MAX_LOG_PAGE = 5000
 
 
 @strawberry.input
@@ -118,6 +130,41 @@ class ServiceQuery:
     @strawberry.field(description="One service by id.")
     async def service(self, info: Info, id: strawberry.ID) -> Service:
         return await _service_type(info, await _owned_service(info, id))
+
+    @strawberry.field(
+        description="A deployment's log, oldest first: its steps and its build's output, "
+        "each written before it went to `deploymentStatus`, so a viewer reads this, then "
+        "follows the job live from the last line's time. Pages by `after` (a line's id). "
+        "The newest DIGI_DEPLOY_LOGS_KEPT deployments of each component keep their logs."
+    )
+    async def deployment_log(
+        self,
+        info: Info,
+        deployment_id: strawberry.ID,
+        after: strawberry.ID | None = None,
+        limit: int = 1000,
+    ) -> DeploymentLog:
+        user = await info.context.require_user()
+        if not 1 <= limit <= MAX_LOG_PAGE:
+            raise BadUserInput(f"limit must be between 1 and {MAX_LOG_PAGE}", field="limit")
+        row = await _visible_deployment(user, deployment_id, "deploymentId")
+        await row.fetch_related("component")
+        after_id = 0 if after is None else record_id(after, "log line", field="after")
+        lines = (
+            await DeploymentLogLine.filter(deployment_id=row.id, id__gt=after_id)
+            .order_by("id")
+            .limit(limit + 1)
+        )
+        return DeploymentLog(
+            deployment=DeploymentType.of(row, row.component.name),
+            lines=[
+                DeploymentLogEntry(
+                    id=strawberry.ID(str(line.id)), at=line.at, status=line.status, line=line.line
+                )
+                for line in lines[:limit]
+            ],
+            has_more=len(lines) > limit,
+        )
 
 
 @strawberry.type
@@ -299,7 +346,9 @@ async def _deployment_of(service: ServiceRow, deployment_id: str, field: str) ->
 
 
 async def _visible_deployment(user: User, deployment_id: str, field: str) -> Deployment:
-    query = Deployment.filter(id=record_id(deployment_id, "deployment", field=field))
+    query = Deployment.filter(
+        id=record_id(deployment_id, "deployment", field=field), service__deleted_at__isnull=True
+    )
     if user.role is not Role.ADMIN:
         query = query.filter(service__owner=user)
     row = await query.first()
@@ -347,6 +396,12 @@ class ServiceSubscription:
             # The subscription completes once every deployment of the job has a final status.
             unfinished = {row.id for row in rows if not row.status.final}
             for row in rows:
+                newest = (
+                    await DeploymentLogLine.filter(deployment_id=row.id)
+                    .order_by("-id")
+                    .first()
+                    .values_list("id", flat=True)
+                )
                 yield DeploymentEvent(
                     job_id=job_id,
                     deployment_id=strawberry.ID(str(row.id)),
@@ -354,6 +409,7 @@ class ServiceSubscription:
                     status=row.status,
                     message=row.message,
                     at=row.updated_at,
+                    log_line_id=id_or_none(newest),  # type: ignore[arg-type]
                 )
             if not unfinished:
                 return
@@ -366,6 +422,7 @@ class ServiceSubscription:
                     status=status,
                     message=event.get("message", ""),
                     at=datetime.fromisoformat(event["at"]),
+                    log_line_id=id_or_none(event.get("log_line_id")),
                 )
                 if status.final:
                     unfinished.discard(event["deployment_id"])

@@ -142,8 +142,27 @@ class Deployment:
             created_at=deployment.created_at,
             started_at=deployment.started_at,
             finished_at=deployment.finished_at,
-            rollback_of=_id_or_none(deployment.rollback_of_id),  # type: ignore[attr-defined]
+            rollback_of=id_or_none(deployment.rollback_of_id),  # type: ignore[attr-defined]
         )
+
+
+@strawberry.type
+class DeploymentLogEntry:
+    id: strawberry.ID = strawberry.field(description="Ask for the lines after this one next.")
+    at: datetime
+    status: DeploymentStatusEnum = strawberry.field(  # type: ignore[valid-type]
+        description="The deployment's status when the line was written."
+    )
+    line: str
+
+
+@strawberry.type
+class DeploymentLog:
+    deployment: Deployment
+    lines: list[DeploymentLogEntry]
+    has_more: bool = strawberry.field(
+        description="More lines follow: ask again with `after` = the last line's id."
+    )
 
 
 @strawberry.type
@@ -386,6 +405,12 @@ class DeploymentEvent:
     status: DeploymentStatusEnum  # type: ignore[valid-type]
     message: str
     at: datetime
+    log_line_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="The line of the deployment's log (`deploymentLog`) this event is; in "
+        "the first events, which tell where each deployment is, its newest line. None when "
+        "the line could not be kept.",
+    )
 
 
 @strawberry.type
@@ -396,5 +421,5 @@ class LogLine:
     at: datetime | None
 
 
-def _id_or_none(value: int | None) -> strawberry.ID | None:
+def id_or_none(value: int | None) -> strawberry.ID | None:
     return None if value is None else strawberry.ID(str(value))

@@ -1,6 +1,6 @@
 """Source to image: a Git checkout or an uploaded tarball, built by the first builder that
-can build it, into the deployment's pinned tag; every line of output goes live to the job's
-subscribers."""
+can build it, into the deployment's pinned tag; every line of output goes to the deployment's
+log and live to the job's subscribers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from digi_core import runtime, uploads
-from digi_core.deploys.shared import Deps, publish
+from digi_core.deploys.deployment_log import BuildOutput
+from digi_core.deploys.shared import Deps
 from digi_core.models import Component, ComponentType, Deployment
 from digi_core.providers import Builder, Host
 from digi_core.sources import git_checkout
@@ -24,27 +25,32 @@ async def build_image(
     deps: Deps, host: Host, component: Component, row: Deployment, tag: str, say: Say
 ) -> str:
     workdir = deps.settings.data_dir / "builds" / str(row.id)
+    output = BuildOutput(deps.bus, row, component.name, deps.settings.deploy_log_lines)
 
-    async def log_line(line: str) -> None:
-        await publish(deps.bus, row, component.name, line)
+    async def say_in_order(row: Deployment, message: str) -> None:
+        await output.flush()  # the output before the step, in the log as on the screen
+        await say(row, message)
 
     try:
-        if component.type is ComponentType.GITHUB:
-            await say(row, f"cloning {component.repo_url}")
-            token = deps.settings.github_token
-            checkout = await git_checkout(
-                component.repo_url or "",
-                component.branch,
-                component.commit,
-                workdir / "source",
-                log_line,
-                github_token=token.get_secret_value() if token else None,
+        async with output:
+            if component.type is ComponentType.GITHUB:
+                await say_in_order(row, f"cloning {component.repo_url}")
+                token = deps.settings.github_token
+                checkout = await git_checkout(
+                    component.repo_url or "",
+                    component.branch,
+                    component.commit,
+                    workdir / "source",
+                    output.line,
+                    github_token=token.get_secret_value() if token else None,
+                )
+                row.commit_sha = checkout.commit_sha
+                tree, label = checkout.path, checkout.commit_sha[:12]
+            else:
+                tree, label = await _unpacked_upload(component, row, workdir / "source")
+            return await _build(
+                deps, host, component, row, tree, tag, label, say_in_order, output.line
             )
-            row.commit_sha = checkout.commit_sha
-            tree, label = checkout.path, checkout.commit_sha[:12]
-        else:
-            tree, label = await _unpacked_upload(component, row, workdir / "source")
-        return await _build(deps, host, component, row, tree, tag, label, say, log_line)
     finally:
         await asyncio.to_thread(shutil.rmtree, workdir, True)
 

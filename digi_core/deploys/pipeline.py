@@ -18,6 +18,7 @@ from tortoise.expressions import F
 from digi_core import references, runtime
 from digi_core.config import Settings
 from digi_core.deploys import builds, databases, routing
+from digi_core.deploys.deployment_log import prune_logs
 from digi_core.deploys.shared import Deps, now, publish, refresh_service_status
 from digi_core.errors import DigiError
 from digi_core.models import (
@@ -58,6 +59,8 @@ class DeployRunner:
         if not rows:
             return
         service = rows[0].service
+        for row in rows:
+            await prune_logs(row.component.id, self.deps.settings.deploy_logs_kept)
         # Databases and workers before the app that needs them.
         rows.sort(key=lambda row: (row.component.is_primary, row.id))
         heartbeat = asyncio.create_task(self._heartbeat(job_id))

@@ -6,10 +6,19 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from tortoise.exceptions import BaseORMException
+from tortoise.transactions import in_transaction
+
 from digi_core.config import Settings
 from digi_core.crypto import SecretBox
 from digi_core.events import EventBus
-from digi_core.models import Deployment, DeploymentStatus, Service, ServiceStatus
+from digi_core.models import (
+    Deployment,
+    DeploymentLogLine,
+    DeploymentStatus,
+    Service,
+    ServiceStatus,
+)
 from digi_core.plugins import Registry
 from digi_core.providers import ComputeProvider, Host, LogSink, Router
 
@@ -30,23 +39,59 @@ def channel(job_id: str) -> str:
 async def publish(
     bus: EventBus, row: Deployment, component: str, message: str | None = None
 ) -> None:
-    """Tell ``deploymentStatus(jobId)`` subscribers where ``row`` is now; with ``message``
-    (a line of build output), that line instead of the row's stored status message.
+    """Write where ``row`` is now to its log, then tell ``deploymentStatus(jobId)``
+    subscribers; with ``message`` (a step's line: a VM being made), that line instead of the
+    row's stored status message.
 
     Called after the row is written. A status change (no ``message``) also goes to
-    ``ALL_DEPLOYMENTS``; output lines do not: a build writes thousands, and those who watch
-    every deployment list rows, not output."""
+    ``ALL_DEPLOYMENTS``; lines do not: a build writes thousands, and those who watch every
+    deployment list rows, not output. Build output comes in batches (``BuildOutput``)."""
+    text = row.message if message is None else message
+    [line_id] = await store_log_lines(row, [text])
+    await announce(bus, row, component, text, line_id, status_change=message is None)
+
+
+async def announce(
+    bus: EventBus,
+    row: Deployment,
+    component: str,
+    text: str,
+    line_id: int | None,
+    *,
+    status_change: bool = False,
+) -> None:
+    """The event of line ``line_id`` of the row's log (``None``: it could not be kept)."""
     event = {
         "job_id": row.job_id,
         "deployment_id": row.id,
         "component": component,
         "status": row.status.value,
-        "message": row.message if message is None else message,
-        "at": datetime.now(UTC).isoformat(),
+        "message": text,
+        "at": now().isoformat(),
+        "log_line_id": line_id,
     }
     await bus.publish(channel(row.job_id), event)
-    if message is None:
+    if status_change:
         await bus.publish(ALL_DEPLOYMENTS, event)
+
+
+async def store_log_lines(row: Deployment, lines: list[str]) -> list[int | None]:
+    """Add lines to ``row``'s log; answers their ids, which order them. A database that
+    fails here loses them from the record (``None``), not from the live stream: the deploy
+    goes on."""
+    try:
+        async with in_transaction():  # one commit for a batch
+            return [
+                (
+                    await DeploymentLogLine.create(
+                        deployment_id=row.id, at=now(), status=row.status, line=text
+                    )
+                ).id
+                for text in lines
+            ]
+    except (BaseORMException, OSError) as error:
+        log.warning("%d line(s) of deployment %s's log not kept: %s", len(lines), row.id, error)
+        return [None] * len(lines)
 
 
 def now() -> datetime:

@@ -177,3 +177,30 @@ async def test_up_deploys_the_readme_example_with_its_digi_toml(
     assert "Applied digi.toml to hello" in result.stderr and "RUNNING" in result.stdout
     [service] = (await owner_cli("services", "list", "--json", "--search", "hello")).json()
     await platform.expect(host_of(service["url"]), 200, contains="Hello from Digi!")
+
+
+async def test_deployment_log_prints_the_steps_and_the_build_output(
+    owner_cli: Cli, cli: Cli, platform: Platform, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "Dockerfile").write_text(UPLOAD_DOCKERFILE + "RUN echo the step prints this\n")
+    (site / "index.html").write_text("logged\n")
+    await owner_cli("up", str(site))
+    service_id = project.linked_service(site, owner_cli.env["DIGI_API_URL"])
+    [newest] = (await owner_cli("deployments", service_id, "--json")).json()
+
+    printed = (await owner_cli("deployment-log", newest["id"])).stdout
+    assert printed.index("── queued ──") < printed.index("── building ──")
+    assert printed.index("the step prints this") < printed.index("── running ──")
+    lines = [
+        json.loads(line)
+        for line in (await owner_cli("deployment-log", newest["id"], "--json")).stdout.splitlines()
+    ]
+    assert (lines[0]["status"], lines[0]["line"]) == ("QUEUED", "queued")
+    assert (lines[-1]["status"], lines[-1]["line"]) == ("RUNNING", "running")
+    assert {"at", "status", "line"} == set(lines[0])
+
+    _, token = await platform.user()
+    stranger = await cli.with_env(DIGI_TOKEN=token)("deployment-log", newest["id"], check=False)
+    assert stranger.returncode == 4 and f"no deployment {newest['id']}" in stranger.stderr

@@ -30,6 +30,7 @@ async def test_upgrade_leaves_nothing_pending_and_is_repeatable(settings: Settin
         "0002_domains_one_default",
         "0003_deployment_stopped",
         "0004_internal_records",
+        "0005_deployment_log_lines",
     ]
     await db.upgrade(settings)
     assert await db.pending_migrations(settings) == []

@@ -99,6 +99,7 @@ async def seed(platform: Platform, image: str) -> World:
             job_id=f"job-seeded-{index}",
             status=status,
             message=message,
+            error="GET /health answered 502" if status is DeploymentStatus.FAILED else None,
             image=image,
         )
     return World(

@@ -163,9 +163,26 @@ async def test_a_deployment_status_change_appears_without_a_key_press(world: Wor
         finally:
             await move(DeploymentStatus.BUILDING, "building the image")
         await until(pilot, lambda: rows(pilot, "deployments")[0][4] == "building")
-        await pilot.press("enter")  # the build log: the job's state, as deploymentStatus tells
+        await pilot.press("enter")  # the log: what the API kept, then the job live
         log = pilot.app.screen.query_one("#build-log", RichLog)
-        await until(pilot, lambda: "web building: building the image" in _lines(log))
+        await until(pilot, lambda: "building the image" in _lines(log))
+        kept = _lines(log)
+        assert kept.index("── running ──") < kept.index("now serving") < kept.index("── building")
+        try:
+            await move(DeploymentStatus.BUILDING, "a step while the pane is open")
+            await until(pilot, lambda: "a step while the pane is open" in _lines(log))
+        finally:
+            await move(DeploymentStatus.BUILDING, "building the image")
+        await until(pilot, lambda: _lines(log).count("building the image") == 2)
+        assert _lines(log).count("now serving") == 1  # kept or live, never both
+
+        # A finished deployment: its log, and why it failed.
+        await pilot.press("slash", *"status:failed", "enter", "enter")
+        await until(
+            pilot, lambda: "Log of #" in str(log.border_title) and "blog" in str(log.border_title)
+        )
+        await until(pilot, lambda: "no log was kept for this deployment" in _lines(log))
+        assert "failed: GET /health answered 502" in _lines(log)
 
 
 async def move_wiki(world: World, status: DeploymentStatus, message: str) -> None:

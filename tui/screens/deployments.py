@@ -1,5 +1,6 @@
 """Deployments of every user, kept live by the ``deploymentActivity`` subscription (pushed by
-the API, no polling), with the ``deploymentStatus`` stream of the selected one's job."""
+the API, no polling), with the selected one's log: what the API kept, then its job's live
+``deploymentStatus`` events."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, RichLog
 
 from digi_core.cli.client import Unreachable
+from digi_core.cli.user.deployment_log import DeploymentLog, styled
 from digi_core.errors import DigiError
 from digi_tui import queries
 from digi_tui.cells import plain
@@ -23,6 +25,7 @@ from digi_tui.filtering import matches
 from digi_tui.screens.base import ConsoleScreen
 
 KEPT_DEPLOYMENTS = 300
+KEPT_LOG_LINES = 20_000
 
 
 def _later(known: dict[str, Any], other: dict[str, Any]) -> bool:
@@ -55,7 +58,7 @@ class DeploymentsScreen(ConsoleScreen):
         table: DataTable[Text] = DataTable(id="deployments", cursor_type="row")
         table.add_columns("#", "Service", "Owner", "Component", "Status", "Message")
         yield table
-        log = RichLog(id="build-log", wrap=True, markup=False)
+        log = RichLog(id="build-log", wrap=True, markup=False, max_lines=KEPT_LOG_LINES)
         log.border_title = "Build log (enter or g)"
         yield log
 
@@ -156,23 +159,36 @@ class DeploymentsScreen(ConsoleScreen):
 
     @work(exclusive=True, group="build-log")
     async def follow_build(self, item: dict[str, Any]) -> None:
-        job_id = item["deployment"]["jobId"]
-        log = self.query_one("#build-log", RichLog)
-        log.clear()
-        log.border_title = f"Build log of {item['serviceName']} (job {job_id})"
-        # Past output is not kept by the API; why a deployment failed is.
-        if item["deployment"]["error"]:
-            log.write(f"#{item['deployment']['id']} failed: {item['deployment']['error']}")
-        try:
-            async for data in self.console.api.subscribe(
-                queries.DEPLOYMENT_STATUS, {"job": job_id}
-            ):
-                event = data["deploymentStatus"]
-                log.write(f"{event['component']} {event['status'].lower()}: {event['message']}")
-        except Unreachable as error:
-            self.console.connection_lost(error)
-        except DigiError as error:
-            log.write(f"cannot follow this job: {error.message}")
+        """The deployment's log as the API kept it, then, while it is in progress, live;
+        after a dropped connection, on from the last line shown."""
+        deployment = item["deployment"]
+        pane = self.query_one("#build-log", RichLog)
+        pane.clear()
+        pane.border_title = (
+            f"Log of #{deployment['id']}: {deployment['component']} of {item['serviceName']}"
+        )
+        log = DeploymentLog(self.console.api, deployment["id"])
+        status, shown = "", 0
+        while True:
+            try:
+                async for line in log.lines():
+                    for text in styled(line, status):
+                        pane.write(text)
+                    status = line["status"]
+                    shown += 1
+                break
+            except NoMatches:
+                return  # the screen closed
+            except Unreachable as error:
+                self.console.connection_lost(error)
+            except DigiError as error:
+                pane.write(f"cannot show this deployment's log: {error.message}")
+                return
+            await asyncio.sleep(self.console.options.retry_seconds)
+        if not shown:
+            pane.write("no log was kept for this deployment")
+        if log.deployment.get("error"):
+            pane.write(Text(f"failed: {log.deployment['error']}", style="bold red"))
 
     def action_rollback(self) -> None:
         item = self.selected()

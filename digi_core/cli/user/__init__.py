@@ -6,7 +6,15 @@ from __future__ import annotations
 from digi_core.cli import cli
 
 # Each module registers its commands.
-from digi_core.cli.user import account, deploy, domains, env, logs, services  # noqa: F401
+from digi_core.cli.user import (  # noqa: F401
+    account,
+    deploy,
+    deployment_log,
+    domains,
+    env,
+    logs,
+    services,
+)
 
 cli.epilog = """\b
 Exit codes:

@@ -61,6 +61,11 @@ QUERIES: dict[str, Case] = {
         lambda w: {"id": w.service_id},
         owned=True,
     ),
+    "deploymentLog": Case(
+        "query($id: ID!) { deploymentLog(deploymentId: $id) { lines { line } } }",
+        lambda w: {"id": w.deployment_id},
+        owned=True,
+    ),
     "users": Case("{ users { totalCount items { id email } } }", access="admin"),
     "auditLogs": Case("{ auditLogs { totalCount items { action actorEmail } } }", access="admin"),
     "platformCounts": Case("{ platformCounts { users services } }", access="admin"),

@@ -1,6 +1,6 @@
 """The whole platform for deploy tests: the API with its worker, this machine's Docker engine
 and a Caddy the app starts itself, on the embedded default (SQLite, in-process queue) and on
-PostgreSQL + Redis (saq); test images built offline."""
+PostgreSQL + Redis (saq); test images built offline; Git repositories served by `git daemon`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import contextlib
 import io
 import json
 import socket
+import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -319,3 +320,76 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {within} s")
         await asyncio.sleep(0.1)
+
+
+class Repositories:
+    """Bare repositories under ``root``, served read-only by `git daemon`."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root
+        self.port = port
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}.git"
+
+    def make(self, name: str, files: dict[str, str]) -> str:
+        """A new repository with one commit of ``files`` on main; answers the commit."""
+        work = self.root / f"{name}-work"
+        git(work.parent, "init", "-q", "-b", "main", str(work))
+        git(work, "config", "user.email", "test@example.com")
+        git(work, "config", "user.name", "Test")
+        sha = self.commit(name, files)
+        return sha
+
+    def commit(self, name: str, files: dict[str, str]) -> str:
+        work = self.root / f"{name}-work"
+        for path, content in files.items():
+            (work / path).write_text(content)
+        git(work, "add", "-A")
+        git(work, "commit", "-q", "-m", "change")
+        bare = self.root / f"{name}.git"
+        if not bare.exists():
+            git(self.root, "clone", "-q", "--bare", str(work), str(bare))
+        else:
+            git(work, "push", "-q", str(bare), "main")
+        return git(work, "rev-parse", "HEAD").strip()
+
+
+def git(cwd: Path, *arguments: str) -> str:
+    return subprocess.run(
+        ["git", *arguments], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture
+def repositories(tmp_path: Path) -> Iterator[Repositories]:
+    root = tmp_path / "repos"
+    root.mkdir()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            f"--base-path={root}",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(root),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "git daemon did not start"
+            time.sleep(0.05)
+    yield Repositories(root, port)
+    daemon.terminate()
+    daemon.wait(10)
