@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_STORAGE_BLOCKS = 64
+
 
 def vm_storage_gb(user: User, settings: Settings) -> int:
     """The disk each of ``user``'s VMs should have: the plan's size plus the extra blocks."""

@@ -15,7 +15,9 @@ SERVERS = """{
 }"""
 
 VM_STATS = """query($vmId: String!) {
-  vmStats(vmId: $vmId) { samples { time cpuFraction memoryBytes diskBytes } }
+  vmStats(vmId: $vmId) {
+    samples { time cpuFraction memoryBytes diskBytes networkInBytes networkOutBytes }
+  }
 }"""
 
 SERVICES = """{
@@ -61,6 +63,7 @@ AUDIT_LOGS = """{
 
 SUSPEND_USER = "mutation($id: ID!) { suspendUser(id: $id) { id suspended } }"
 UNSUSPEND_USER = "mutation($id: ID!) { unsuspendUser(id: $id) { id suspended } }"
+SET_USER_PLAN = "mutation($id: ID!, $plan: Plan!) { setUserPlan(id: $id, plan: $plan) { id plan } }"
 DELETE_USER = "mutation($id: ID!) { deleteUser(id: $id) }"
 STOP_CONTAINER = (
     "mutation($service: ID!, $container: String!) "

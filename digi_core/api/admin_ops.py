@@ -11,13 +11,24 @@ from tortoise.expressions import Q
 from digi_core import accounts, services
 from digi_core.api.auditing import mutation
 from digi_core.api.context import Info, page_limit, page_offset
-from digi_core.api.types import AuditLog, Page, Server, StatsSample, Timeframe, User, VmStats
+from digi_core.api.types import (
+    AuditLog,
+    Page,
+    PlanEnum,
+    Server,
+    StatsSample,
+    Timeframe,
+    User,
+    VmStats,
+)
 from digi_core.deploys import routing
 from digi_core.errors import BadUserInput, Conflict, NotConfigured, NotFound
 from digi_core.models import AuditLog as AuditLogRow
+from digi_core.models import Plan
 from digi_core.models import Service as ServiceRow
 from digi_core.models import User as UserRow
 from digi_core.names import record_id, validate_label
+from digi_core.plans import MAX_STORAGE_BLOCKS, grow_disks
 from digi_core.providers import ComputeProvider
 
 
@@ -175,6 +186,39 @@ class AdminMutation:
         user.suspended_at = None
         await user.save(update_fields=["suspended_at", "updated_at"])
         await _reroute(info, user)
+        return User.of(user)
+
+    @mutation(
+        "user",
+        description="Set a user's plan, and their extra storage blocks on Pro (admins only; "
+        "what billing does when they pay): their VMs' disks grow to what the plan gives at "
+        "once (never shrink), and their next deploys get the plan's container limits.",
+    )
+    async def set_user_plan(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        plan: PlanEnum,  # type: ignore[valid-type]
+        extra_storage_blocks: int | None = None,
+    ) -> User:
+        await info.context.require_admin()
+        user = await UserRow.get_or_none(id=record_id(id, "user"), deleted_at__isnull=True)
+        if user is None:
+            raise NotFound(f"no user {id}", field="id")
+        blocks = user.extra_storage_blocks if extra_storage_blocks is None else extra_storage_blocks
+        if Plan(plan) is Plan.FREE:
+            if extra_storage_blocks:
+                raise BadUserInput(
+                    "extra storage blocks need the Pro plan", field="extraStorageBlocks"
+                )
+            blocks = 0
+        if not 0 <= blocks <= MAX_STORAGE_BLOCKS:
+            raise BadUserInput(
+                f"extraStorageBlocks must be 0-{MAX_STORAGE_BLOCKS}", field="extraStorageBlocks"
+            )
+        user.plan, user.extra_storage_blocks = Plan(plan), blocks
+        await user.save(update_fields=["plan", "extra_storage_blocks", "updated_at"])
+        await grow_disks(info.context.deploy_deps, user)
         return User.of(user)
 
     @mutation(

@@ -19,10 +19,8 @@ from digi_core.models import Component, DomainKind, Plan, Role
 from digi_core.models import Coupon as CouponRow
 from digi_core.models import Domain as DomainRow
 from digi_core.names import record_id, validate_custom_domain, validate_domain
-from digi_core.plans import grow_disks
+from digi_core.plans import MAX_STORAGE_BLOCKS, grow_disks
 from digi_core.providers import BillingProvider
-
-MAX_STORAGE_BLOCKS = 64
 
 
 def _billing(info: Info) -> BillingProvider:

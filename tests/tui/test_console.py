@@ -19,7 +19,7 @@ from textual.widgets import DataTable, RichLog, Static
 
 from digi_core import hookimpl, hookspecs
 from digi_core.deploys.shared import publish
-from digi_core.models import DeploymentStatus, User
+from digi_core.models import DeploymentStatus, Plan, User
 from digi_core.server.keys import EVENT_BUS
 from digi_tui.app import REFUSED_EXIT_CODE, DigiConsole
 from digi_tui.plugin_screens import console_screens
@@ -102,7 +102,7 @@ async def test_deployments_filter_by_status_and_owner(world: World) -> None:
         await until(pilot, lambda: [r[1] for r in rows(pilot, "deployments")] == ["shop"])
 
 
-async def test_suspend_and_unsuspend_a_user_through_the_modal(world: World) -> None:
+async def test_suspend_unsuspend_and_change_plans_through_the_modal(world: World) -> None:
     dave = int(world.user_ids["dave@example.com"])
     async with world.console().run_test(size=(80, 24)) as pilot:
         await pilot.press("6", "slash", *"dave", "enter")
@@ -122,6 +122,14 @@ async def test_suspend_and_unsuspend_a_user_through_the_modal(world: World) -> N
         await pilot.press("u", "y")
         await until(pilot, lambda: rows(pilot, "users")[0][4] == "active")
         assert (await User.get(id=dave)).suspended_at is None
+
+        await pilot.press("p")  # the plan: free to pro, then back
+        await until(pilot, lambda: "Move dave@example.com to the pro plan?" in shown(pilot))
+        await pilot.press("y")
+        await until(pilot, lambda: rows(pilot, "users")[0][3] == "pro")
+        assert (await User.get(id=dave)).plan is Plan.PRO
+        await pilot.press("p", "y")
+        await until(pilot, lambda: rows(pilot, "users")[0][3] == "free")
 
 
 async def test_a_refused_action_shows_the_apis_message(world: World) -> None:

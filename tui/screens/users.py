@@ -1,4 +1,5 @@
-"""Users: search, suspend, unsuspend and delete, each after a confirmation."""
+"""Users: search; suspend, unsuspend, change the plan of and delete, each after a
+confirmation."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class UsersScreen(ConsoleScreen):
         Binding("escape", "focus_table", "Table", show=False),
         Binding("s", "suspend", "Suspend"),
         Binding("u", "unsuspend", "Unsuspend"),
+        Binding("p", "plan", "Plan"),
         Binding("x", "delete", "Delete"),
     ]
 
@@ -94,6 +96,23 @@ class UsersScreen(ConsoleScreen):
 
     def action_unsuspend(self) -> None:
         self._act("Lift the suspension of", "Unsuspending", queries.UNSUSPEND_USER, "Unsuspended")
+
+    def action_plan(self) -> None:
+        """Free to Pro and back, as billing would; Pro's extra storage blocks stay."""
+        user = self.selected()
+        if user is None:
+            return
+        plan = "FREE" if user["plan"] == "PRO" else "PRO"
+
+        async def call() -> str:
+            await self.ask(queries.SET_USER_PLAN, {"id": user["id"], "plan": plan})
+            return f"{user['email']} is on the {plan.lower()} plan"
+
+        self.confirm_then(
+            f"Move {user['email']} to the {plan.lower()} plan?",
+            f"Moving {user['email']} to {plan.lower()}",
+            call,
+        )
 
     def action_delete(self) -> None:
         self._act("Delete, with all their services,", "Deleting", queries.DELETE_USER, "Deleted")

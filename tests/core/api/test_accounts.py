@@ -532,6 +532,43 @@ async def test_only_admins_suspend_and_never_themselves(api: Api) -> None:
     assert (await User.get(id=admin.id)).suspended_at is None
 
 
+SET_PLAN = """mutation ($id: ID!, $plan: Plan!, $blocks: Int) {
+  setUserPlan(id: $id, plan: $plan, extraStorageBlocks: $blocks) { plan extraStorageBlocks }
+}"""
+
+
+async def test_an_admin_sets_a_users_plan_and_storage_blocks(api: Api) -> None:
+    _, admin_token = await api.user("plans@example.com", role=Role.ADMIN)
+    _, user_token = await api.user("payer@example.com")
+    user, _ = await api.user("customer@example.com")
+
+    def variables(plan: str, blocks: int | None = None) -> dict[str, Any]:
+        return {"id": str(user.id), "plan": plan, "blocks": blocks}
+
+    pro = await api.gql(SET_PLAN, variables("PRO", 2), token=admin_token)
+    assert pro["setUserPlan"] == {"plan": "PRO", "extraStorageBlocks": 2}
+    kept = await api.gql(SET_PLAN, variables("PRO"), token=admin_token)
+    assert kept["setUserPlan"] == {"plan": "PRO", "extraStorageBlocks": 2}
+    for plan, blocks, message in (
+        ("FREE", 1, "extra storage blocks need the Pro plan"),
+        ("PRO", -1, "extraStorageBlocks must be 0-64"),
+        ("PRO", 65, "extraStorageBlocks must be 0-64"),
+    ):
+        with pytest.raises(GraphQLErrors, match=message) as refused:
+            await api.gql(SET_PLAN, variables(plan, blocks), token=admin_token)
+        assert (refused.value.code, refused.value.field) == ("BAD_USER_INPUT", "extraStorageBlocks")
+    assert (await User.get(id=user.id)).extra_storage_blocks == 2
+    free = await api.gql(SET_PLAN, variables("FREE"), token=admin_token)
+    assert free["setUserPlan"] == {"plan": "FREE", "extraStorageBlocks": 0}
+
+    with pytest.raises(GraphQLErrors) as not_admin:
+        await api.gql(SET_PLAN, variables("PRO"), token=user_token)
+    assert not_admin.value.code == "FORBIDDEN"
+    entries = (await admin_audit_logs(api, admin_token, action="setUserPlan"))["items"]
+    assert [entry["outcome"] for entry in entries].count("SUCCESS") == 3
+    assert {entry["targetId"] for entry in entries} == {str(user.id)}
+
+
 async def test_delete_user_anonymises_the_account_and_keeps_its_audit_entries(api: Api) -> None:
     _, admin_token = await api.user("root@example.com", role=Role.ADMIN)
     user, user_token = await api.user("gone@example.com")

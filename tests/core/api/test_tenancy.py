@@ -175,6 +175,11 @@ MUTATIONS: dict[str, Case] = {
         lambda w: {"id": w.owner_id},
         access="admin",
     ),
+    "setUserPlan": Case(
+        "mutation($id: ID!) { setUserPlan(id: $id, plan: PRO) { id plan } }",
+        lambda w: {"id": w.owner_id},
+        access="admin",
+    ),
     "deleteUser": Case(
         "mutation($id: ID!) { deleteUser(id: $id) }", lambda w: {"id": w.owner_id}, access="admin"
     ),

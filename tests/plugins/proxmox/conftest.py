@@ -1,5 +1,5 @@
-"""The Proxmox provider's world: the fake PVE API, and a real sshd standing for every VM it
-hands out (this machine's Docker socket behind it)."""
+"""The Proxmox provider's world: the fake PVE API, a real sshd standing for every VM it hands
+out (this machine's Docker socket behind it), and the whole platform on top of them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ import pytest
 from digi_core.config import Settings
 from digi_core.ssh import platform_key, public_key_line
 from digi_proxmox.compute import ProxmoxCompute
+from tests.core.deploys.conftest import (  # noqa: F401  (test_images: a fixture)
+    Platform,
+    free_port,
+    running_platform,
+    test_images,
+)
 from tests.fake_proxmox import FakeProxmox
+from tests.plugins.caddy.conftest import bare_caddy  # noqa: F401  (a fixture)
 from tests.sshd import Sshd
 
 NODE_NAME = "pve-main"
@@ -83,3 +90,39 @@ async def proxmox(
     await compute.add_node(NODE_NAME, node_options(fake))
     yield compute
     await compute.close()
+
+
+@pytest.fixture
+async def on_proxmox(
+    tmp_path: Path,
+    clean_env: Path,
+    test_images: dict[str, str],  # noqa: F811
+    fake: FakeProxmox,
+    vm_sshd: Sshd,
+    bare_caddy: str,  # noqa: F811
+) -> AsyncIterator[Platform]:
+    """The platform with DIGI_COMPUTE=proxmox; the Caddy it runs plays the VM's Caddy (reached
+    through the SSH tunnel), the bare Caddy plays the master."""
+    caddy_admin_port = free_port()
+    async with running_platform(
+        "sqlite",
+        tmp_path,
+        DIGI_LOAD_PLUGINS="proxmox,caddy,railpack",
+        DIGI_COMPUTE="proxmox",
+        PROXMOX_URL=fake.url,
+        PROXMOX_TOKEN_ID=fake.token_id,
+        PROXMOX_TOKEN_SECRET=fake.token_secret,
+        PROXMOX_NODE="pve1",
+        PROXMOX_TEMPLATE_ID=9000,
+        PROXMOX_VERIFY_SSL=str(fake.ca_file),
+        DIGI_SSH_KEY=tmp_path / "key" / "id_ed25519",
+        DIGI_VM_USER=vm_sshd.user,
+        DIGI_VM_SSH_PORT=vm_sshd.port,
+        DIGI_HOST_DOCKER_SOCKET=docker_socket(),
+        DIGI_CADDY_ADMIN_URL=f"http://127.0.0.1:{caddy_admin_port}",
+        DIGI_HOST_CADDY_ADMIN=f"127.0.0.1:{caddy_admin_port}",
+        DIGI_PROXMOX_BOOT_TIMEOUT=30,
+        MASTER_CADDY_URL=bare_caddy,
+        DIGI_MASTER_HTTP_PORT=free_port(),
+    ) as platform:
+        yield platform
