@@ -1,4 +1,5 @@
-"""Hosts and nodes: where services run, their status and, when the provider says, resources."""
+"""Hosts and nodes: where services run, their status and, when the provider says, resources;
+the selected VM's usage over the last hour (``vmStats``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Sparkline, Static
 
 from digi_core.errors import DigiError
 from digi_tui import queries
@@ -30,6 +31,10 @@ def _usage(used: float | None, total: float | None) -> str:
     return f"{used / GIB:.1f} GiB"
 
 
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1024:.1f} KiB/s"
+
+
 class HostsScreen(ConsoleScreen):
     MODE = "hosts"
     TITLE = "Hosts"
@@ -40,6 +45,7 @@ class HostsScreen(ConsoleScreen):
         table.add_columns("Name", "Provider", "Status", "CPU", "RAM", "Disk", "VMs")
         yield table
         yield Static("", id="host-stats", markup=False)
+        yield Sparkline([], id="host-cpu")
 
     async def load(self) -> None:
         servers: list[dict[str, Any]] = (await self.ask(queries.SERVERS))["servers"]
@@ -69,6 +75,8 @@ class HostsScreen(ConsoleScreen):
     @work(exclusive=True, group="stats")
     async def show_stats(self, vm_id: str) -> None:
         detail = self.query_one("#host-stats", Static)
+        sparkline = self.query_one("#host-cpu", Sparkline)
+        sparkline.display = False
         try:
             stats = (await self.ask(queries.VM_STATS, {"vmId": vm_id}))["vmStats"]
         except DigiError as error:
@@ -80,7 +88,10 @@ class HostsScreen(ConsoleScreen):
             return
         last = samples[-1]
         detail.update(
-            f"{vm_id} at {last['time']}: CPU {_fraction(last['cpuFraction'])}, "
-            f"RAM {_usage(last['memoryBytes'], None)}, disk {_usage(last['diskBytes'], None)} "
-            f"({len(samples)} samples in the last hour)"
+            f"{vm_id} at {last['time'][11:16]}: CPU {_fraction(last['cpuFraction'])}, "
+            f"RAM {_usage(last['memoryBytes'], None)}, disk {_usage(last['diskBytes'], None)}, "
+            f"network in {_rate(last['networkInBytes'])} out {_rate(last['networkOutBytes'])}; "
+            f"CPU over the last hour ({len(samples)} samples):"
         )
+        sparkline.data = [sample["cpuFraction"] or 0.0 for sample in samples]
+        sparkline.display = True
