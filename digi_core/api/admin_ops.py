@@ -22,6 +22,7 @@ from digi_core.api.types import (
     VmStats,
 )
 from digi_core.deploys import routing
+from digi_core.deploys.containers import teardown_service
 from digi_core.errors import BadUserInput, Conflict, NotConfigured, NotFound
 from digi_core.models import AuditLog as AuditLogRow
 from digi_core.models import Plan
@@ -231,6 +232,8 @@ class AdminMutation:
         removed = []
         for service in await services.visible_services(user).filter(owner=user):
             removed += await services.delete_service(service)
+            # As deleteService does: nothing of theirs keeps running, serving or costing.
+            removed += await teardown_service(info.context.deploy_deps, info.context.jobs, service)
         await accounts.delete_account(user)
         return [f"user {id}", *removed]
 

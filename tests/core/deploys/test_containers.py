@@ -6,7 +6,7 @@ import json
 
 import aiodocker
 
-from digi_core.models import Deployment, DeploymentStatus, Service
+from digi_core.models import Deployment, DeploymentStatus, Role, Service
 from digi_core.server.keys import LOG_FOLLOWERS
 from tests.core.deploys.conftest import Platform, eventually
 from tests.core.deploys.test_pipeline import WEB, containers_of, deployed, hostname
@@ -110,6 +110,23 @@ async def test_delete_removes_containers_network_and_volumes(platform: Platform)
     finally:
         await docker.close()
     await platform.expect(hostname(service, platform), 404)
+
+
+async def test_deleting_a_user_removes_what_their_services_ran(platform: Platform) -> None:
+    _, admin = await platform.user("admin@example.com", role=Role.ADMIN)
+    owner, token = await platform.user("owner@example.com")
+    service = await deployed(platform, token)
+    _, other_token = await platform.user("other@example.com")
+    kept = await deployed(platform, other_token, "blog")
+
+    answer = await platform.gql(
+        "mutation($id: ID!) { deleteUser(id: $id) }", {"id": str(owner.id)}, token=admin
+    )
+    assert "1 container(s)" in answer["deleteUser"] and "its network" in answer["deleteUser"]
+    assert await containers_of(service["slug"]) == []
+    assert (await Service.get(id=int(service["id"]))).deleted_at is not None
+    await platform.expect(hostname(service, platform), 404)
+    await platform.expect(hostname(kept, platform), 200, "hello from web")
 
 
 async def test_a_second_service_is_untouched_by_the_first_ones_deletion(
