@@ -87,15 +87,20 @@ async def teardown_service(deps: Deps, queue: JobQueue, service: Service) -> lis
     for job_id in {str(job) for job in await active.values_list("job_id", flat=True)}:
         rows = await Deployment.filter(job_id=job_id).select_related("component")
         await cancel_job(job_id, rows, queue, deps.bus)
-    host = await deps.existing_host(service)
-    components = await service.components
-    if host is None:
-        # Never given a host (or it is gone): no routes, containers or volumes to remove.
-        containers: list[dict[str, object]] = []
-        volumes: list[str] = []
-        images = 0
-    else:
+    removed: list[str] = []
+    try:
+        host = await deps.existing_host(service)
+    except DigiError as error:
+        # The deletion goes on: a VM goes with what it runs (release_service), and what is
+        # left on a shared server is removed as orphans when the reconciler reaches it.
+        log.warning("%s's host does not answer, its containers stay: %s", service.slug, error)
+        removed.append(f"not its containers yet: {error.message}")
+        host = None
+    if host is not None:
+        components = await service.components
         containers, volumes, images = await _remove_from_host(deps, host, service, components)
+        removed += [f"{len(containers)} container(s)", "its network", f"{images} deployed image(s)"]
+        removed += [f"volume {name}" for name in volumes]
     await asyncio.to_thread(uploads.remove_all, deps.settings.data_dir, service.slug)
     await deps.compute.release_service(service)
     await Deployment.filter(service=service, status__in=[Status.RUNNING, Status.STOPPED]).update(
@@ -106,9 +111,7 @@ async def teardown_service(deps: Deps, queue: JobQueue, service: Service) -> lis
             await await_me_maybe(result)
         except Exception:
             log.exception("a service_deleted hook failed")
-    return [f"{len(containers)} container(s)", "its network", f"{images} deployed image(s)"] + [
-        f"volume {name}" for name in volumes
-    ]
+    return removed
 
 
 async def _remove_from_host(

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DISK = "scsi0"
+DELETION_GRACE = timedelta(minutes=10)
 TIMEFRAMES = {"hour", "day", "week", "month", "year"}
 
 
@@ -632,6 +633,8 @@ class ProxmoxCompute(ComputeProvider):
         stale = datetime.now(UTC) - timedelta(
             seconds=settings.proxmox_task_timeout * 2 + settings.proxmox_boot_timeout
         )
+        # A deletion in progress destroys the VM itself, after what runs on it is removed.
+        deleted_before = datetime.now(UTC) - DELETION_GRACE
         for row in rows:
             vmid = int(row.external_id) if row.external_id.isdigit() else None
             if row.status is HostStatus.READY and vmid not in present:
@@ -646,7 +649,14 @@ class ProxmoxCompute(ComputeProvider):
                     made["abandoned_provisions_removed"] += 1
             elif row.status is HostStatus.READY:
                 service = await ServiceRow.filter(host_id=row.id).prefetch_related("owner").first()
-                if service is not None and await self.grow_storage(
+                if service is None:
+                    continue
+                if service.deleted_at is not None and service.deleted_at < deleted_before:
+                    # Its deletion could not destroy the VM (Proxmox VE did not answer then).
+                    log.warning("VM %s of deleted service %s: destroying it", vmid, service.slug)
+                    if await self._discard(row):
+                        made["vms_of_deleted_services_destroyed"] += 1
+                elif service.deleted_at is None and await self.grow_storage(
                     service, vm_storage_gb(service.owner, settings)
                 ):
                     made["disks_grown"] += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -289,3 +290,19 @@ async def test_repair_grows_the_disks_of_a_user_who_moved_to_pro(
     assert (await proxmox.repair())["disks_grown"] == 1
     assert vm.disks["scsi0"] == 64 * GiB
     assert (await proxmox.repair())["disks_grown"] == 0
+
+
+async def test_repair_destroys_the_vm_of_a_service_deleted_a_while_ago(
+    proxmox: ProxmoxCompute, fake: FakeProxmox
+) -> None:
+    """A deletion whose release could not reach Proxmox VE leaves the VM for the repair;
+    one still in progress (inside the grace) is left to finish its own work."""
+    service = await make_service()
+    await proxmox.host_for_service(service, ProvisionLog())
+    await Service.filter(id=service.id).update(deleted_at=datetime.now(UTC))
+    assert (await proxmox.repair())["vms_of_deleted_services_destroyed"] == 0
+    assert len(vms(fake)) == 1
+    await Service.filter(id=service.id).update(deleted_at=datetime.now(UTC) - timedelta(hours=1))
+    assert (await proxmox.repair())["vms_of_deleted_services_destroyed"] == 1
+    assert vms(fake) == {}
+    assert not await HostRow.filter(provider="proxmox").exists()

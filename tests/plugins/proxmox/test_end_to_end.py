@@ -14,6 +14,7 @@ from tests.core.deploys.conftest import Platform
 from tests.core.deploys.test_pipeline import WEB, hostname
 from tests.core.deploys.test_routing import through
 from tests.fake_proxmox import FakeProxmox, GiB
+from tests.sshd import Sshd
 
 NODE = """
 mutation($input: ProxmoxNodeInput!) {
@@ -105,3 +106,25 @@ async def test_nodes_are_added_only_by_admins_and_only_with_good_credentials(
         "vmCount": 0,
         "memoryTotalBytes": float(fake.nodes["pve1"].maxmem),
     }
+
+
+async def test_a_service_whose_vm_does_not_answer_is_deleted_with_its_vm(
+    on_proxmox: Platform, fake: FakeProxmox, vm_sshd: Sshd
+) -> None:
+    platform = on_proxmox
+    _, token = await platform.user("owner@example.com")
+    service = await platform.service(token, "shop", WEB)
+    rows = await platform.wait_job((await platform.deploy(token, service["id"]))["jobId"])
+    assert rows[0].status.value == "running", rows[0].error
+    [vmid] = [vmid for vmid in fake.vms if vmid != 9000]
+    vm_sshd.drop_connections()
+    await vm_sshd.stop()
+
+    deleted = await platform.gql(
+        'mutation($id: ID!) { deleteService(id: $id, confirm: "shop") { removed } }',
+        {"id": service["id"]},
+        token=token,
+    )
+    removed = deleted["deleteService"]["removed"]
+    assert any(item.startswith("not its containers yet") for item in removed), removed
+    assert vmid not in fake.vms  # its VM went through the Proxmox API, with what ran on it
