@@ -262,7 +262,8 @@ async def _upload_components(
 @api_option
 @json_option
 def deployments(api_url: str, service_id: str, limit: int, as_json: bool) -> None:
-    """List a service's deployments, newest first.
+    """List a service's deployments, newest first (`digi deployment-log ID` prints one's
+    steps and build output).
 
     JSON: a list of {id, jobId, component, status, message, error, image, commitSha,
     createdAt, startedAt, finishedAt, rollbackOf}.
