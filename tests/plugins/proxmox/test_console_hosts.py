@@ -1,5 +1,7 @@
-"""The Hosts screen against a platform on Proxmox VE (the fake PVE API, a VM reached over a
-real sshd): the node with its resources, the service's VM, and the VM's usage over time."""
+"""The console's Hosts screen against a platform on Proxmox VE (the fake PVE API, a VM reached
+over a real sshd): the node with its resources, the service's VM, and the VM's usage over
+time. Here, not in tests/tui: a second platform would replace the database of the console
+tests' package-wide one."""
 
 from __future__ import annotations
 
@@ -10,20 +12,12 @@ from digi_tui.app import DigiConsole
 from tests.core.deploys.conftest import Platform
 from tests.core.deploys.test_pipeline import WEB
 from tests.fake_proxmox import FakeProxmox
-from tests.plugins.proxmox.conftest import (  # noqa: F401  (fixtures)
-    bare_caddy,
-    fake,
-    on_proxmox,
-    test_images,
-    vm_sshd,
-)
 from tests.tui.conftest import FAST, until
 from tests.tui.test_console import rows
 
 
 async def test_hosts_show_the_node_and_the_usage_of_a_services_vm(
-    on_proxmox: Platform,  # noqa: F811
-    fake: FakeProxmox,  # noqa: F811
+    on_proxmox: Platform, fake: FakeProxmox
 ) -> None:
     platform = on_proxmox
     _, admin = await platform.user("ops@example.com", role=Role.ADMIN)
