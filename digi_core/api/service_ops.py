@@ -133,9 +133,10 @@ class ServiceQuery:
 
     @strawberry.field(
         description="A deployment's log, oldest first: its steps and its build's output, "
-        "each written before it went to `deploymentStatus`, so a viewer reads this, then "
-        "follows the job live from the last line's time. Pages by `after` (a line's id). "
-        "The newest DIGI_DEPLOY_LOGS_KEPT deployments of each component keep their logs."
+        "each written before it went to `deploymentStatus` (as the event's `logLineId`), so "
+        "a viewer subscribes, reads this, then shows the events after the last line it read. "
+        "Pages by `after` (a line's id). The newest DIGI_DEPLOY_LOGS_KEPT deployments of "
+        "each component keep their logs."
     )
     async def deployment_log(
         self,

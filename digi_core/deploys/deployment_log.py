@@ -23,9 +23,9 @@ FLUSH_LINES = 200
 
 
 class BuildOutput:
-    """The lines a build prints, for one deployment: written to its log at most
-    ``max_lines`` of them (what is beyond is counted and said once at the end), and every
-    one published live after it is written.
+    """The lines a build prints, for one deployment: written to its log until the log holds
+    ``max_lines`` (what is beyond is counted and said once at the end), and every one
+    published live after it is written.
 
     Use as ``async with``; ``flush()`` before anything else is published for the row, so the
     log keeps the order the lines came in."""

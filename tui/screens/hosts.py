@@ -45,7 +45,9 @@ class HostsScreen(ConsoleScreen):
         table.add_columns("Name", "Provider", "Status", "CPU", "RAM", "Disk", "VMs")
         yield table
         yield Static("", id="host-stats", markup=False)
-        yield Sparkline([], id="host-cpu")
+        sparkline = Sparkline([], id="host-cpu")
+        sparkline.display = False  # until a VM with statistics is selected
+        yield sparkline
 
     async def load(self) -> None:
         servers: list[dict[str, Any]] = (await self.ask(queries.SERVERS))["servers"]
@@ -76,15 +78,16 @@ class HostsScreen(ConsoleScreen):
     async def show_stats(self, vm_id: str) -> None:
         detail = self.query_one("#host-stats", Static)
         sparkline = self.query_one("#host-cpu", Sparkline)
-        sparkline.display = False
         try:
             stats = (await self.ask(queries.VM_STATS, {"vmId": vm_id}))["vmStats"]
         except DigiError as error:
             detail.update(f"{vm_id}: no statistics ({error.message})")
+            sparkline.display = False
             return
         samples = stats["samples"]
         if not samples:
             detail.update(f"{vm_id}: no statistics yet")
+            sparkline.display = False
             return
         last = samples[-1]
         detail.update(
