@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from digi_core.config import Settings
-from digi_core.errors import DigiError
+from digi_core.errors import BadUserInput, DigiError
 from digi_core.models import Plan, Service, User
 
 if TYPE_CHECKING:
@@ -15,6 +15,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_STORAGE_BLOCKS = 64
+
+
+def check_storage_blocks(blocks: int, field: str) -> int:
+    """``blocks`` extra storage blocks, refused (naming ``field``) beyond what a user may have."""
+    if not 0 <= blocks <= MAX_STORAGE_BLOCKS:
+        raise BadUserInput(f"{field} must be 0-{MAX_STORAGE_BLOCKS}", field=field)
+    return blocks
 
 
 def vm_storage_gb(user: User, settings: Settings) -> int:

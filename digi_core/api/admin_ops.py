@@ -29,16 +29,18 @@ from digi_core.models import Plan
 from digi_core.models import Service as ServiceRow
 from digi_core.models import User as UserRow
 from digi_core.names import record_id, validate_label
-from digi_core.plans import MAX_STORAGE_BLOCKS, grow_disks
+from digi_core.plans import check_storage_blocks, grow_disks
 from digi_core.providers import ComputeProvider
 
 
-async def _target_user(info: Info, user_id: strawberry.ID) -> tuple[UserRow, UserRow]:
+async def _target_user(
+    info: Info, user_id: strawberry.ID, *, allow_self: bool = False
+) -> tuple[UserRow, UserRow]:
     admin = await info.context.require_admin()
     user = await UserRow.get_or_none(id=record_id(user_id, "user"), deleted_at__isnull=True)
     if user is None:
         raise NotFound(f"no user {user_id}", field="id")
-    if user.id == admin.id:
+    if user.id == admin.id and not allow_self:
         raise Conflict("admins cannot do this to their own account", field="id")
     return admin, user
 
@@ -202,10 +204,7 @@ class AdminMutation:
         plan: PlanEnum,  # type: ignore[valid-type]
         extra_storage_blocks: int | None = None,
     ) -> User:
-        await info.context.require_admin()
-        user = await UserRow.get_or_none(id=record_id(id, "user"), deleted_at__isnull=True)
-        if user is None:
-            raise NotFound(f"no user {id}", field="id")
+        _, user = await _target_user(info, id, allow_self=True)
         blocks = user.extra_storage_blocks if extra_storage_blocks is None else extra_storage_blocks
         if Plan(plan) is Plan.FREE:
             if extra_storage_blocks:
@@ -213,11 +212,8 @@ class AdminMutation:
                     "extra storage blocks need the Pro plan", field="extraStorageBlocks"
                 )
             blocks = 0
-        if not 0 <= blocks <= MAX_STORAGE_BLOCKS:
-            raise BadUserInput(
-                f"extraStorageBlocks must be 0-{MAX_STORAGE_BLOCKS}", field="extraStorageBlocks"
-            )
-        user.plan, user.extra_storage_blocks = Plan(plan), blocks
+        user.extra_storage_blocks = check_storage_blocks(blocks, "extraStorageBlocks")
+        user.plan = Plan(plan)
         await user.save(update_fields=["plan", "extra_storage_blocks", "updated_at"])
         await grow_disks(info.context.deploy_deps, user)
         return User.of(user)

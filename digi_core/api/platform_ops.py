@@ -19,7 +19,7 @@ from digi_core.models import Component, DomainKind, Plan, Role
 from digi_core.models import Coupon as CouponRow
 from digi_core.models import Domain as DomainRow
 from digi_core.names import record_id, validate_custom_domain, validate_domain
-from digi_core.plans import MAX_STORAGE_BLOCKS, grow_disks
+from digi_core.plans import check_storage_blocks, grow_disks
 from digi_core.providers import BillingProvider
 
 
@@ -188,8 +188,7 @@ class PlatformMutation:
     @mutation("billing", description="Set how many extra 32 GB storage blocks you pay for.")
     async def upgrade_storage(self, info: Info, blocks: int) -> User:
         user = await info.context.require_user()
-        if not 0 <= blocks <= MAX_STORAGE_BLOCKS:
-            raise BadUserInput(f"blocks must be 0-{MAX_STORAGE_BLOCKS}", field="blocks")
+        check_storage_blocks(blocks, "blocks")
         if user.plan is not Plan.PRO:
             raise PlanLimit("storage upgrades need the Pro plan")
         await _billing(info).upgrade_storage(user, blocks)
