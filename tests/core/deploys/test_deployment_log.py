@@ -10,6 +10,7 @@ from digi_core.cli.client import ApiClient
 from digi_core.cli.user.deployment_log import DeploymentLog
 from digi_core.config import Settings
 from digi_core.deploys.deployment_log import BuildOutput, prune_logs
+from digi_core.deploys.shared import channel
 from digi_core.events import MemoryBus
 from digi_core.models import (
     Component,
@@ -23,7 +24,7 @@ from digi_core.models import (
 )
 from tests.core.api.conftest import GraphQLErrors
 from tests.core.deploys.conftest import Platform, Repositories, eventually
-from tests.core.deploys.test_git import DOCKERFILE, component, statuses
+from tests.core.deploys.test_git import DOCKERFILE, deploy_repository, statuses
 
 LOG = """query($id: ID!, $after: ID, $limit: Int!) {
   deploymentLog(deploymentId: $id, after: $after, limit: $limit) {
@@ -58,10 +59,7 @@ def in_order(wanted: list[tuple[str, str]], log: list[tuple[str, str]]) -> bool:
 async def test_a_builds_steps_and_output_are_kept_in_the_order_they_went_live(
     platform: Platform, repositories: Repositories
 ) -> None:
-    repositories.make("app", {"Dockerfile": DOCKERFILE, "index.html": "v1\n"})
-    _, token = await platform.user("owner@example.com")
-    service = await platform.service(token, "shop", component(repositories.url("app")))
-    job = await platform.deploy(token, service["id"])
+    token, _, job = await deploy_repository(platform, repositories)
     live = await statuses(platform, token, job["jobId"])
     [row] = await platform.wait_job(job["jobId"])
     assert row.status is DeploymentStatus.RUNNING, row.error
@@ -84,10 +82,7 @@ async def test_a_reader_who_arrives_mid_build_gets_every_line_once(
     """`DeploymentLog` (the CLI's and the console's reader): the kept lines, then live ones,
     meeting without a gap or a repeat, though output is written and sent in batches."""
     slow = DOCKERFILE + 'RUN for i in $(seq 1 60); do echo "counting $i"; sleep 0.05; done\n'
-    repositories.make("app", {"Dockerfile": slow, "index.html": "v1\n"})
-    _, token = await platform.user("owner@example.com")
-    service = await platform.service(token, "shop", component(repositories.url("app")))
-    job = await platform.deploy(token, service["id"])
+    token, _, job = await deploy_repository(platform, repositories, slow)
     deployment_id = job["deployments"][0]["id"]
     await eventually(
         lambda: DeploymentLogLine.filter(
@@ -113,10 +108,7 @@ async def test_a_failed_builds_log_keeps_its_output_and_why(
     platform: Platform, repositories: Repositories
 ) -> None:
     broken = DOCKERFILE + "RUN echo the broken step runs; exit 7\n"
-    repositories.make("app", {"Dockerfile": broken, "index.html": "v1\n"})
-    _, token = await platform.user("owner@example.com")
-    service = await platform.service(token, "shop", component(repositories.url("app")))
-    job = await platform.deploy(token, service["id"])
+    token, _, job = await deploy_repository(platform, repositories, broken)
     [row] = await platform.wait_job(job["jobId"])
     assert row.status is DeploymentStatus.FAILED
 
@@ -169,7 +161,7 @@ async def test_build_output_beyond_the_limit_goes_live_but_not_into_the_log(
 ) -> None:
     row = await _deployment("capped")
     bus = MemoryBus()
-    async with bus.subscribe(f"deployment:{row.job_id}") as events:
+    async with bus.subscribe(channel(row.job_id)) as events:
         async with BuildOutput(bus, row, "web", max_lines=5) as output:
             for number in range(12):
                 await output.line(f"line {number}")

@@ -25,6 +25,17 @@ def component(url: str, **more: str) -> str:
     )
 
 
+async def deploy_repository(
+    platform: Platform, repositories: Repositories, dockerfile: str = DOCKERFILE
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A new repository "app" built by ``dockerfile``, its service "shop" of a new owner, and
+    a deploy of it asked for: the owner's token, the service and the job."""
+    repositories.make("app", {"Dockerfile": dockerfile, "index.html": "v1\n"})
+    _, token = await platform.user("owner@example.com")
+    service = await platform.service(token, "shop", component(repositories.url("app")))
+    return token, service, await platform.deploy(token, service["id"])
+
+
 async def test_a_repository_is_cloned_built_and_served_with_its_commit(
     platform: Platform, repositories: Repositories
 ) -> None:
@@ -101,10 +112,7 @@ async def test_no_dockerfile_and_no_railpack_fails_saying_what_to_add(
 async def test_a_failing_build_or_clone_fails_and_the_old_version_keeps_serving(
     platform: Platform, repositories: Repositories
 ) -> None:
-    repositories.make("app", {"Dockerfile": DOCKERFILE, "index.html": "v1\n"})
-    _, token = await platform.user("owner@example.com")
-    service = await platform.service(token, "shop", component(repositories.url("app")))
-    job = await platform.deploy(token, service["id"])
+    token, service, job = await deploy_repository(platform, repositories)
     await platform.wait_job(job["jobId"])
     repositories.commit("app", {"Dockerfile": DOCKERFILE + "RUN echo broken step; exit 7\n"})
     job = await platform.deploy(token, service["id"])

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from digi_core.config import Settings
+from digi_core.models import User
 from digi_core.ssh import platform_key, public_key_line
 from digi_proxmox.compute import ProxmoxCompute
 from tests.core.deploys.conftest import (  # noqa: F401  (test_images: a fixture)
@@ -19,6 +20,7 @@ from tests.core.deploys.conftest import (  # noqa: F401  (test_images: a fixture
     running_platform,
     test_images,
 )
+from tests.core.deploys.test_pipeline import WEB
 from tests.fake_proxmox import FakeProxmox
 from tests.plugins.caddy.conftest import bare_caddy  # noqa: F401  (a fixture)
 from tests.sshd import Sshd
@@ -126,3 +128,16 @@ async def on_proxmox(
         DIGI_MASTER_HTTP_PORT=free_port(),
     ) as platform:
         yield platform
+
+
+async def running_in_a_vm(
+    platform: Platform, fake: FakeProxmox
+) -> tuple[User, str, dict[str, Any], int]:
+    """A new owner's service "shop" deployed and running in its own VM: the owner, their
+    token, the service and the VM's id."""
+    owner, token = await platform.user("owner@example.com")
+    service = await platform.service(token, "shop", WEB)
+    rows = await platform.wait_job((await platform.deploy(token, service["id"]))["jobId"])
+    assert [row.status.value for row in rows] == ["running"], rows[0].error
+    [vmid] = [vmid for vmid in fake.vms if vmid != 9000]
+    return owner, token, service, vmid

@@ -10,8 +10,8 @@ from textual.widgets import DataTable, Sparkline, Static
 from digi_core.models import Role
 from digi_tui.app import DigiConsole
 from tests.core.deploys.conftest import Platform
-from tests.core.deploys.test_pipeline import WEB
 from tests.fake_proxmox import FakeProxmox
+from tests.plugins.proxmox.conftest import running_in_a_vm
 from tests.tui.conftest import FAST, until
 from tests.tui.test_console import rows
 
@@ -21,11 +21,7 @@ async def test_hosts_show_the_node_and_the_usage_of_a_services_vm(
 ) -> None:
     platform = on_proxmox
     _, admin = await platform.user("ops@example.com", role=Role.ADMIN)
-    _, token = await platform.user("owner@example.com")
-    service = await platform.service(token, "shop", WEB)
-    [row] = await platform.wait_job((await platform.deploy(token, service["id"]))["jobId"])
-    assert row.status.value == "running", row.error
-    [vmid] = [str(vmid) for vmid in fake.vms if vmid != 9000]
+    _, _, service, vmid = await running_in_a_vm(platform, fake)
 
     api_url = str(platform.client.make_url("")).rstrip("/")
     console = DigiConsole(api_url, admin, "from the test", options=FAST)

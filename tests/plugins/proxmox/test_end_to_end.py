@@ -11,9 +11,10 @@ from digi_core.models import Host as HostRow
 from digi_core.models import HostStatus, Role
 from tests.core.api.conftest import GraphQLErrors
 from tests.core.deploys.conftest import Platform
-from tests.core.deploys.test_pipeline import WEB, hostname
+from tests.core.deploys.test_pipeline import hostname
 from tests.core.deploys.test_routing import through
 from tests.fake_proxmox import FakeProxmox, GiB
+from tests.plugins.proxmox.conftest import running_in_a_vm
 from tests.sshd import Sshd
 
 NODE = """
@@ -27,15 +28,11 @@ async def test_a_service_runs_in_its_own_vm_and_answers_through_both_tiers(
 ) -> None:
     platform = on_proxmox
     _, admin = await platform.user("ops@example.com", role=Role.ADMIN)
-    owner, token = await platform.user("owner@example.com")
-    service = await platform.service(token, "shop", WEB)
-    rows = await platform.wait_job((await platform.deploy(token, service["id"]))["jobId"])
-    assert [row.status.value for row in rows] == ["running"], rows[0].error
+    owner, token, service, vmid = await running_in_a_vm(platform, fake)
     assert await through(platform.settings.master_http_port, hostname(service, platform)) == (
         200,
         "hello from web\n",
     )
-    [vmid] = [vmid for vmid in fake.vms if vmid != 9000]
     row = await HostRow.get(external_id=str(vmid))
     assert row.status is HostStatus.READY and row.ssh_host_key
     assert fake.vms[vmid].disks["scsi0"] == 16 * GiB  # the free plan's
@@ -112,11 +109,7 @@ async def test_a_service_whose_vm_does_not_answer_is_deleted_with_its_vm(
     on_proxmox: Platform, fake: FakeProxmox, vm_sshd: Sshd
 ) -> None:
     platform = on_proxmox
-    _, token = await platform.user("owner@example.com")
-    service = await platform.service(token, "shop", WEB)
-    rows = await platform.wait_job((await platform.deploy(token, service["id"]))["jobId"])
-    assert rows[0].status.value == "running", rows[0].error
-    [vmid] = [vmid for vmid in fake.vms if vmid != 9000]
+    _, token, service, vmid = await running_in_a_vm(platform, fake)
     vm_sshd.drop_connections()
     await vm_sshd.stop()
 
